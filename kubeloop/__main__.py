@@ -1,0 +1,3 @@
+from kubeloop.cli import main
+
+main()

@@ -1,0 +1,199 @@
+"""The host processes of a native cluster: command lines and health checks.
+
+Flags follow Kubernetes' own hack/local-up-cluster.sh, trimmed to one node, with every
+path and port taken from the layout so nothing lands outside the cluster's directories.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from kubeloop.cluster.native.daemons import Daemon, exited_early
+from kubeloop.cluster.native.layout import NODE_IP, SERVICE_CIDR, Layout
+from kubeloop.errors import KubeloopError
+
+
+@dataclass(frozen=True)
+class Health:
+    url: str
+    client_cert: str | None = None  # name of a pki cert/key pair to present
+    verify: bool = False
+
+
+def _daemon(layout: Layout, name: str, argv: list[str]) -> Daemon:
+    return Daemon(name, tuple(argv), layout.pids, layout.logs)
+
+
+def daemons(layout: Layout, bins: Mapping[str, Path]) -> dict[str, Daemon]:
+    pki, cfg, p = layout.pki, layout.config, layout.ports
+    registry = shutil.which("docker-registry") or "docker-registry"
+    containerd = shutil.which("containerd") or "containerd"
+    kubeconfig = {n: str(cfg / f"{n}.kubeconfig") for n in
+                  ("controller-manager", "scheduler", "kubelet", "kube-proxy")}  # fmt: skip
+    return {
+        "registry": _daemon(layout, "registry", [registry, "serve", str(cfg / "registry.yaml")]),
+        "etcd": _daemon(layout, "etcd", [
+            str(bins["etcd"]),
+            "--name", layout.node_name,
+            "--data-dir", str(layout.etcd_data),
+            "--listen-client-urls", f"http://127.0.0.1:{p.etcd_client}",
+            "--advertise-client-urls", f"http://127.0.0.1:{p.etcd_client}",
+            "--listen-peer-urls", f"http://127.0.0.1:{p.etcd_peer}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{p.etcd_peer}",
+            "--initial-cluster", f"{layout.node_name}=http://127.0.0.1:{p.etcd_peer}",
+            "--log-level", "warn",
+            "--quota-backend-bytes", str(4 << 30),
+        ]),
+        "containerd": _daemon(layout, "containerd",
+                              [containerd, "--config", str(cfg / "containerd.toml")]),
+        "kube-apiserver": _daemon(layout, "kube-apiserver", [
+            str(bins["kube-apiserver"]),
+            f"--etcd-servers=http://127.0.0.1:{p.etcd_client}",
+            "--bind-address=0.0.0.0",
+            f"--secure-port={p.apiserver}",
+            f"--advertise-address={NODE_IP}",
+            f"--cert-dir={layout.state_root / 'certs'}",
+            f"--tls-cert-file={pki / 'apiserver.crt'}",
+            f"--tls-private-key-file={pki / 'apiserver.key'}",
+            f"--client-ca-file={pki / 'ca.crt'}",
+            f"--kubelet-client-certificate={pki / 'apiserver-kubelet-client.crt'}",
+            f"--kubelet-client-key={pki / 'apiserver-kubelet-client.key'}",
+            f"--kubelet-certificate-authority={pki / 'ca.crt'}",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
+            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+            f"--service-account-key-file={pki / 'sa.pub'}",
+            f"--service-account-signing-key-file={pki / 'sa.key'}",
+            f"--service-cluster-ip-range={SERVICE_CIDR}",
+            "--authorization-mode=Node,RBAC",
+            "--enable-admission-plugins=NodeRestriction",
+            "--allow-privileged=true",
+            "--profiling=false",
+            "--v=1",
+        ]),
+        "kube-controller-manager": _daemon(layout, "kube-controller-manager", [
+            str(bins["kube-controller-manager"]),
+            f"--kubeconfig={kubeconfig['controller-manager']}",
+            f"--authentication-kubeconfig={kubeconfig['controller-manager']}",
+            f"--authorization-kubeconfig={kubeconfig['controller-manager']}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={p.controller_manager}",
+            f"--cert-dir={layout.state_root / 'certs'}",
+            f"--tls-cert-file={pki / 'controller-manager-serving.crt'}",
+            f"--tls-private-key-file={pki / 'controller-manager-serving.key'}",
+            f"--service-account-private-key-file={pki / 'sa.key'}",
+            f"--root-ca-file={pki / 'ca.crt'}",
+            f"--cluster-signing-cert-file={pki / 'ca.crt'}",
+            f"--cluster-signing-key-file={pki / 'ca.key'}",
+            "--use-service-account-credentials=true",
+            "--leader-elect=false",
+            "--allocate-node-cidrs=false",
+            "--v=1",
+        ]),
+        "kube-scheduler": _daemon(layout, "kube-scheduler", [
+            str(bins["kube-scheduler"]),
+            f"--kubeconfig={kubeconfig['scheduler']}",
+            f"--authentication-kubeconfig={kubeconfig['scheduler']}",
+            f"--authorization-kubeconfig={kubeconfig['scheduler']}",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={p.scheduler}",
+            f"--cert-dir={layout.state_root / 'certs'}",
+            f"--tls-cert-file={pki / 'scheduler-serving.crt'}",
+            f"--tls-private-key-file={pki / 'scheduler-serving.key'}",
+            "--leader-elect=false",
+            "--v=1",
+        ]),
+        "kubelet": _daemon(layout, "kubelet", [
+            str(bins["kubelet"]),
+            f"--config={cfg / 'kubelet.yaml'}",
+            f"--kubeconfig={kubeconfig['kubelet']}",
+            f"--root-dir={layout.kubelet_root}",
+            f"--cert-dir={layout.state_root / 'certs'}",
+            f"--hostname-override={layout.node_name}",
+            f"--node-ip={NODE_IP}",
+            "--v=1",
+        ]),
+        "kube-proxy": _daemon(layout, "kube-proxy", [
+            str(bins["kube-proxy"]),
+            f"--config={cfg / 'kube-proxy.yaml'}",
+            "--v=1",
+        ]),
+        "coredns": _daemon(layout, "coredns", [str(bins["coredns"]), "-conf", str(cfg / "Corefile")]),
+    }  # fmt: skip
+
+
+def health_checks(layout: Layout) -> dict[str, Health]:
+    p = layout.ports
+    return {
+        "registry": Health(f"http://127.0.0.1:{p.registry}/v2/"),
+        "etcd": Health(f"http://127.0.0.1:{p.etcd_client}/health"),
+        "kube-apiserver": Health(f"https://127.0.0.1:{p.apiserver}/readyz", client_cert="admin",
+                                 verify=True),
+        "kube-controller-manager": Health(f"https://127.0.0.1:{p.controller_manager}/healthz"),
+        "kube-scheduler": Health(f"https://127.0.0.1:{p.scheduler}/healthz"),
+        "kubelet": Health(f"http://127.0.0.1:{p.kubelet_healthz}/healthz"),
+        "kube-proxy": Health(f"http://127.0.0.1:{p.proxy_healthz}/livez"),
+        "coredns": Health(f"http://127.0.0.1:{p.coredns_ready}/ready"),
+    }  # fmt: skip
+
+
+def _ssl_context(layout: Layout, health: Health) -> ssl.SSLContext | bool:
+    if not health.url.startswith("https"):
+        return False
+    if not health.verify:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    else:
+        context = ssl.create_default_context(cafile=str(layout.pki / "ca.crt"))
+    if health.client_cert:
+        context.load_cert_chain(
+            str(layout.pki / f"{health.client_cert}.crt"), str(layout.pki / f"{health.client_cert}.key")
+        )
+    return context
+
+
+async def healthy(layout: Layout, name: str, daemon: Daemon | None = None) -> bool:
+    if name == "containerd":
+        return await _socket_answers(layout.containerd_socket)
+    health = health_checks(layout)[name]
+    try:
+        async with httpx.AsyncClient(verify=_ssl_context(layout, health), timeout=2.0) as client:
+            response = await client.get(health.url)
+    except (httpx.HTTPError, OSError):
+        return False
+    return response.status_code == 200
+
+
+async def _socket_answers(path: Path) -> bool:
+    try:
+        _reader, writer = await asyncio.open_unix_connection(str(path))
+    except OSError:
+        return False
+    writer.close()
+    return True
+
+
+async def wait_healthy(layout: Layout, daemon: Daemon, timeout: float = 60.0) -> None:
+    """Wait until the component answers its health check; fail fast if it exits."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await healthy(layout, daemon.name, daemon):
+        died = exited_early(daemon)
+        if died is not None:
+            raise KubeloopError(
+                f"{daemon.name} exited during start-up. The end of {daemon.log_file}:\n{died}",
+                "fix what the log names, then run 'kubeloop cluster create' again "
+                "(it resumes where it stopped)",
+            )
+        if loop.time() > deadline:
+            raise KubeloopError(
+                f"{daemon.name} did not become healthy within {timeout:.0f}s; see {daemon.log_file}",
+            )
+        await asyncio.sleep(0.1)

@@ -1,0 +1,489 @@
+"""The host side of a native cluster: what it needs (preflight), what it changes
+(recorded, so ``delete`` can put it back), and the sweep that removes every trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubeloop import ui
+from kubeloop.cluster.native.configs import CNI_BIN_DIRS
+from kubeloop.cluster.native.layout import BRIDGE, NODE_IP, POD_CIDR, Layout
+from kubeloop.errors import KubeloopError, PreflightError
+from kubeloop.proc import run
+
+# Debian package providing each host command the native cluster runs.
+HOST_PACKAGES = {
+    "containerd": "containerd",
+    "runc": "runc",
+    "docker-registry": "docker-registry",
+    "iptables": "iptables",
+    "ip": "iproute2",
+    "conntrack": "conntrack",
+    "mount": "mount",
+}
+CNI_PACKAGE = "containernetworking-plugins"
+CGROUP_V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "devices", "freezer")
+SYSCTLS = {
+    "net/ipv4/ip_forward": "1",
+    "net/bridge/bridge-nf-call-iptables": "1",
+    "net/bridge/bridge-nf-call-ip6tables": "1",
+}
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+@dataclass(frozen=True)
+class Problem:
+    what: str
+    fix: str
+
+
+# --- packages ---------------------------------------------------------------------------
+
+
+def missing_packages() -> list[str]:
+    missing = [pkg for cmd, pkg in HOST_PACKAGES.items() if shutil.which(cmd) is None]
+    if not any((Path(d) / "bridge").exists() for d in CNI_BIN_DIRS):
+        missing.append(CNI_PACKAGE)
+    return sorted(set(missing))
+
+
+async def ensure_packages(extra: tuple[str, ...] = (), quiet: bool = False) -> None:
+    """Install missing Debian packages (apt-get, as root); idempotent and quick when
+    everything is present."""
+    needed = missing_packages() + [p for p in extra if shutil.which(p) is None]
+    if not needed:
+        return
+    apt = shutil.which("apt-get")
+    if apt is None or os.geteuid() != 0:
+        raise KubeloopError(
+            f"missing host packages: {', '.join(needed)}",
+            f"install them with your package manager (Debian: apt-get install {' '.join(needed)})",
+        )
+    env = {"DEBIAN_FRONTEND": "noninteractive"}
+    with ui.step(f"installing {', '.join(needed)}", quiet) as progress:
+        progress.detail("apt-get update")
+        await run([apt, "update", "-q"], env=env, timeout=600)
+        progress.detail("apt-get install")
+        await run(
+            [apt, "install", "-y", "-q", "--no-install-recommends", *needed], env=env, timeout=1200
+        )
+    # Debian's docker-registry starts a service with its own config on :5000 where init
+    # systems run; ours owns that port.
+    if "docker-registry" in needed and shutil.which("service"):
+        await run(["service", "docker-registry", "stop"], check=False, timeout=30)
+
+
+# --- preflight ------------------------------------------------------------------------
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return True
+    return False
+
+
+def _port_owner(port: int) -> str:
+    """Best effort: the command holding a TCP port, to put in the error message."""
+    inode = None
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                inode = fields[9]
+                break
+    if inode is None:
+        return "another process"
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        try:
+            if os.readlink(fd) == f"socket:[{inode}]":
+                pid = fd.parent.parent.name
+                return f"'{Path(f'/proc/{pid}/comm').read_text().strip()}' (pid {pid})"
+        except OSError:
+            continue
+    return "another process"
+
+
+def cgroup_version() -> int:
+    if (CGROUP_ROOT / "cgroup.controllers").exists():
+        return 2
+    return 1
+
+
+def preflight(layout: Layout) -> list[Problem]:
+    problems: list[Problem] = []
+    if platform.system() != "Linux":
+        return [Problem("the native provider runs only on Linux",
+                        "use --provider k3d, kind or minikube, or --provider existing")]  # fmt: skip
+    if os.geteuid() != 0:
+        problems.append(Problem(
+            "the native provider must run as root (it starts containerd, kubelet and iptables)",
+            "run 'sudo kubeloop cluster create', or use --provider k3d/kind/minikube",
+        ))  # fmt: skip
+    if cgroup_version() == 1:
+        mounted = {p.name for p in CGROUP_ROOT.iterdir()} if CGROUP_ROOT.exists() else set()
+        absent = [c for c in CGROUP_V1_CONTROLLERS if c not in mounted]
+        if absent:
+            problems.append(Problem(
+                f"cgroup v1 controllers not mounted: {', '.join(absent)}",
+                f"mount them, e.g. 'mkdir -p /sys/fs/cgroup/{absent[0]} && mount -t cgroup "
+                f"-o {absent[0]} cgroup /sys/fs/cgroup/{absent[0]}', or boot with cgroup v2",
+            ))  # fmt: skip
+    else:
+        controllers = (CGROUP_ROOT / "cgroup.controllers").read_text().split()
+        absent = [c for c in ("cpu", "memory", "pids") if c not in controllers]
+        if absent:
+            problems.append(Problem(f"cgroup v2 controllers unavailable: {', '.join(absent)}",
+                                    "enable them in the parent cgroup's cgroup.subtree_control"))
+    for name, port in layout.ports.host_ports().items():
+        if _port_in_use(port):
+            problems.append(Problem(
+                f"port {port} ({name.replace('_', ' ')}) is in use by {_port_owner(port)}",
+                "stop that process, or delete the cluster that holds it "
+                "('kubeloop cluster list')",
+            ))  # fmt: skip
+    conflict = _pod_cidr_conflict()
+    if conflict:
+        problems.append(Problem(f"the pod network {POD_CIDR} is already routed: {conflict}",
+                                "remove that route or interface"))
+    return problems
+
+
+def _pod_cidr_conflict() -> str | None:
+    try:
+        routes = Path("/proc/net/route").read_text().splitlines()[1:]
+    except OSError:
+        return None
+    for row in routes:
+        iface, dest, _gw, _flags, *_rest = row.split()
+        mask = row.split()[7]
+        if iface == BRIDGE:
+            continue
+        if dest == "00F40A00" and mask == "0000FFFF":  # 10.244.0.0/16, little-endian hex
+            return f"route on {iface}"
+    return None
+
+
+def missing_commands() -> list[Problem]:
+    return [
+        Problem(f"'{cmd}' is not installed", f"apt-get install {pkg}")
+        for cmd, pkg in HOST_PACKAGES.items()
+        if shutil.which(cmd) is None
+    ]
+
+
+def check(layout: Layout) -> None:
+    problems = preflight(layout) + missing_commands()
+    if problems:
+        raise PreflightError([(p.what, p.fix) for p in problems])
+
+
+# --- host changes -----------------------------------------------------------------------
+
+
+def _changes_file(layout: Layout) -> Path:
+    return layout.state_root / "host-changes.json"
+
+
+def _load_changes(layout: Layout) -> dict[str, str]:
+    try:
+        data = json.loads(_changes_file(layout).read_text())
+        return {str(k): str(v) for k, v in data.items()}
+    except (OSError, ValueError):
+        return {}
+
+
+def _record(layout: Layout, key: str, original: str) -> None:
+    """Remember a host setting's original value the first time we change it."""
+    changes = _load_changes(layout)
+    if key not in changes:
+        changes[key] = original
+        _changes_file(layout).write_text(json.dumps(changes, indent=1))
+
+
+def _root_propagation() -> str:
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if fields[4] == "/":
+            optional = fields[6 : fields.index("-")]
+            return "shared" if any(f.startswith("shared:") for f in optional) else "private"
+    return "private"
+
+
+async def prepare(layout: Layout) -> None:
+    """Make the host ready; every change is recorded before it is made."""
+    layout.state_root.mkdir(parents=True, exist_ok=True)
+    if not Path("/proc/sys/net/bridge").exists():
+        await run(["modprobe", "br_netfilter"], check=False)
+    for key, value in SYSCTLS.items():
+        path = Path("/proc/sys") / key
+        if not path.exists():
+            continue
+        current = path.read_text().strip()
+        if current != value:
+            _record(layout, f"sysctl:{key}", current)
+            path.write_text(value)
+    if not Path("/dev/kmsg").exists():  # some containers and VMs lack it; kubelet needs it
+        _record(layout, "kmsg-link", "absent")
+        os.symlink("/dev/console", "/dev/kmsg")
+    if _root_propagation() != "shared":  # kubelet's mount propagation needs it
+        _record(layout, "root-propagation", _root_propagation())
+        await run(["mount", "--make-rshared", "/"])
+    await _ensure_bridge()
+    _ensure_cgroup_parent(layout)
+
+
+async def _ensure_bridge() -> None:
+    """Create the pod bridge up front so components can bind to the node address."""
+    if not Path(f"/sys/class/net/{BRIDGE}").exists():
+        await run(["ip", "link", "add", BRIDGE, "type", "bridge"])
+    addresses = (await run(["ip", "-o", "-4", "addr", "show", "dev", BRIDGE])).stdout
+    if f"{NODE_IP}/" not in addresses:
+        await run(["ip", "addr", "add", f"{NODE_IP}/16", "dev", BRIDGE])
+    await run(["ip", "link", "set", BRIDGE, "up"])
+
+
+def _cgroup_dirs(layout: Layout) -> list[Path]:
+    parent = layout.cgroup_parent.lstrip("/")
+    if cgroup_version() == 2:
+        return [CGROUP_ROOT / parent]
+    return [
+        hierarchy / parent
+        for hierarchy in CGROUP_ROOT.iterdir()
+        if hierarchy.is_dir() and not hierarchy.is_symlink() and hierarchy.name != "unified"
+    ]
+
+
+def _ensure_cgroup_parent(layout: Layout) -> None:
+    for directory in _cgroup_dirs(layout):
+        directory.mkdir(exist_ok=True)
+
+
+async def restore(layout: Layout) -> None:
+    """Put back every recorded host setting."""
+    for key, original in _load_changes(layout).items():
+        if key.startswith("sysctl:"):
+            path = Path("/proc/sys") / key.removeprefix("sysctl:")
+            try:
+                path.write_text(original)
+            except OSError as exc:
+                ui.warn(f"could not restore {key} to {original}: {exc}")
+        elif key == "kmsg-link" and Path("/dev/kmsg").is_symlink():
+            Path("/dev/kmsg").unlink()
+        elif key == "root-propagation" and original == "private":
+            await run(["mount", "--make-rprivate", "/"], check=False)
+
+
+# --- sweep ------------------------------------------------------------------------------
+
+
+def cgroup_processes(layout: Layout) -> set[int]:
+    pids: set[int] = set()
+    for directory in _cgroup_dirs(layout):
+        if not directory.exists():
+            continue
+        for procs in directory.rglob("cgroup.procs"):
+            try:
+                pids.update(int(p) for p in procs.read_text().split())
+            except OSError:
+                continue
+    return pids
+
+
+async def kill_pod_processes(layout: Layout, timeout: float = 5.0) -> None:
+    """Kill every process in the cluster's pods, found through their cgroups."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while pids := cgroup_processes(layout):
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if loop.time() > deadline:
+            raise KubeloopError(f"pod processes would not die: {sorted(pids)}")
+        await asyncio.sleep(0.05)
+
+
+def processes_mentioning(*needles: str) -> list[int]:
+    """Pids whose command line names one of ``needles`` (e.g. our containerd socket)."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if any(n in text for n in needles) and int(cmdline.parent.name) != os.getpid():
+            found.append(int(cmdline.parent.name))
+    return found
+
+
+async def kill_processes(pids: list[int], timeout: float = 3.0) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline and any(Path(f"/proc/{p}").exists() for p in pids):
+        await asyncio.sleep(0.05)
+
+
+def mounts_under(*roots: Path) -> list[str]:
+    found = []
+    prefixes = [str(r).rstrip("/") + "/" for r in roots]
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        target = line.split()[4].replace("\\040", " ")
+        if any(target.startswith(p) or target + "/" == p for p in prefixes):
+            found.append(target)
+    return found
+
+
+def unmount_all(*roots: Path) -> None:
+    """Detach every mount below ``roots``, deepest first (rootfs, volumes, netns)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    mnt_detach = 2
+    for _ in range(5):
+        targets = sorted(set(mounts_under(*roots)), key=lambda t: t.count("/"), reverse=True)
+        if not targets:
+            return
+        for target in targets:
+            libc.umount2(target.encode(), mnt_detach)
+
+
+async def remove_network(layout: Layout) -> None:
+    if Path(f"/sys/class/net/{BRIDGE}").exists():
+        for port in Path(f"/sys/class/net/{BRIDGE}/brif").iterdir():
+            await run(["ip", "link", "delete", port.name], check=False)
+        await run(["ip", "link", "delete", BRIDGE], check=False)
+    results = Path("/var/lib/cni/results")
+    if results.exists():
+        for cached in results.glob(f"{layout.cni_network}-*"):
+            cached.unlink(missing_ok=True)
+
+
+_COMMENT = re.compile(r'--comment "?([^"]*(?:\\"[^"]*)*)"?')
+
+
+def iptables_cleanup_script(save_output: str, network: str) -> str | None:
+    """An ``iptables-restore --noflush`` script removing the cluster's rules and chains.
+
+    Ours: every ``KUBE-*`` chain (kubelet and kube-proxy), chains that rules tagged with
+    our CNI network's name jump to, and portmap's shared ``CNI-HOSTPORT-*`` chains once
+    they hold nothing else. Rules of other tools are left untouched.
+    """
+    out: list[str] = []
+    table = None
+    chains: dict[str, list[str]] = {}
+    order: list[tuple[str, dict[str, list[str]]]] = []
+    for line in save_output.splitlines():
+        if line.startswith("*"):
+            table = line[1:]
+            chains = {}
+            order.append((table, chains))
+        elif line.startswith(":") and table:
+            chains[line[1:].split()[0]] = []
+        elif line.startswith("-A ") and table:
+            chains.setdefault(line.split()[1], []).append(line)
+    for table_name, table_chains in order:
+        ours = {c for c in table_chains if c.startswith("KUBE-")}
+        tagged = f'name: \\"{network}\\"'
+        for rules in table_chains.values():
+            for rule in rules:
+                if tagged in rule and " -j " in rule:
+                    target = rule.split(" -j ")[1].split()[0]
+                    if target.startswith("CNI-"):
+                        ours.add(target)
+        for chain in table_chains:
+            if chain.startswith("CNI-DN-") or chain.startswith("CNI-HOSTPORT-"):
+                rules = table_chains[chain]
+                if all(tagged in r or _jumps_to_ours(r, ours) for r in rules):
+                    ours.add(chain)
+        deletions = [
+            rule.replace("-A ", "-D ", 1)
+            for chain, rules in table_chains.items()
+            if chain not in ours
+            for rule in rules
+            if tagged in rule or _jumps_to_ours(rule, ours)
+        ]
+        if not ours and not deletions:
+            continue
+        out.append(f"*{table_name}")
+        out += deletions
+        out += [f"-F {c}" for c in sorted(ours) if c in table_chains]
+        out += [f"-X {c}" for c in sorted(ours) if c in table_chains]
+        out.append("COMMIT")
+    return "\n".join(out) + "\n" if out else None
+
+
+def _jumps_to_ours(rule: str, ours: set[str]) -> bool:
+    for flag in (" -j ", " -g "):
+        if flag in rule and rule.split(flag)[1].split()[0] in ours:
+            return True
+    return False
+
+
+async def remove_iptables(layout: Layout) -> None:
+    for save, restore_cmd in (("iptables-save", "iptables-restore"),
+                              ("ip6tables-save", "ip6tables-restore")):  # fmt: skip
+        if shutil.which(save) is None:
+            continue
+        dump = await run([save], check=False)
+        script = iptables_cleanup_script(dump.stdout, layout.cni_network)
+        if script:
+            result = await run([restore_cmd, "--noflush"], input=script.encode(), check=False)
+            if result.returncode != 0:
+                ui.warn(f"{restore_cmd} could not remove every rule: {result.stderr.strip()}")
+
+
+def remove_cgroups(layout: Layout) -> None:
+    for directory in _cgroup_dirs(layout):
+        if not directory.exists():
+            continue
+        for child in sorted(directory.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+            if child.is_dir():
+                try:
+                    child.rmdir()
+                except OSError:
+                    pass
+        try:
+            directory.rmdir()
+        except OSError:
+            pass
+
+
+def leftovers(layout: Layout) -> list[str]:
+    """What of the cluster is still on the host (empty after a clean delete)."""
+    found: list[str] = []
+    needles = (str(layout.state_root), str(layout.run_root))
+    pids = processes_mentioning(*needles)
+    if pids:
+        found.append(f"processes {pids}")
+    mounts = mounts_under(layout.state_root, layout.run_root)
+    if mounts:
+        found.append(f"mounts {mounts[:5]}")
+    if Path(f"/sys/class/net/{BRIDGE}").exists():
+        found.append(f"network interface {BRIDGE}")
+    found += [f"cgroup {d}" for d in _cgroup_dirs(layout) if d.exists()]
+    found += [f"directory {p}" for p in (layout.state_root, layout.run_root) if p.exists()]
+    return found

@@ -1,0 +1,161 @@
+"""Base images made from Debian packages, for hosts that cannot reach a public registry.
+
+``seed_image("python:3.11-slim")`` builds a Debian root filesystem with debootstrap (the
+result is cached), pushes it to the cluster's registry under the name a Dockerfile
+expects (the cluster resolves Docker Hub names there), and tags it in the local Docker
+engine when one runs, so ``FROM python:3.11-slim`` works offline in every builder.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubeloop import ui
+from kubeloop.errors import KubeloopError
+from kubeloop.images.registry import ImageConfig, Layer, layer_from_dir, push_layers
+from kubeloop.paths import cache_dir
+from kubeloop.proc import run, run_streaming
+
+SUITE = "bookworm"
+
+
+@dataclass(frozen=True)
+class SeedRecipe:
+    packages: tuple[str, ...]
+    config: ImageConfig
+    # Shell commands run inside the new root (chroot) to match the official image.
+    fixups: tuple[str, ...] = ()
+
+
+_DEBIAN = SeedRecipe((), ImageConfig(cmd=["bash"]))
+_PYTHON = SeedRecipe(
+    ("python3", "python3-pip", "python3-venv", "ca-certificates"),
+    ImageConfig(cmd=["python3"], env={"LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1"}),
+    fixups=(
+        "ln -sf /usr/bin/python3 /usr/local/bin/python",
+        "ln -sf /usr/bin/pip3 /usr/local/bin/pip",
+        # The official image lets 'pip install' write to the system site-packages.
+        "rm -f /usr/lib/python3*/EXTERNALLY-MANAGED",
+    ),
+)
+SEED_RECIPES: dict[str, SeedRecipe] = {
+    "debian:bookworm-slim": _DEBIAN,
+    "debian:bookworm": _DEBIAN,
+    "debian:12-slim": _DEBIAN,
+    "debian:12": _DEBIAN,
+    "python:3.11-slim": _PYTHON,
+    "python:3.11-slim-bookworm": _PYTHON,
+    "python:3.11": _PYTHON,
+    "python:3-slim": _PYTHON,
+}
+
+
+def registry_reference(name: str, registry: str) -> str:
+    """``python:3.11-slim`` → ``localhost:5000/library/python:3.11-slim``."""
+    repository, _, tag = name.partition(":")
+    if "/" not in repository:
+        repository = f"library/{repository}"
+    return f"{registry}/{repository}:{tag or 'latest'}"
+
+
+def _apt_mirror() -> str:
+    for sources in (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list")):
+        if not sources.exists():
+            continue
+        for line in sources.read_text().splitlines():
+            parts = line.split()
+            if parts[:1] == ["URIs:"] and len(parts) > 1:
+                return parts[1]
+            if parts[:1] == ["deb"] and len(parts) > 2 and "security" not in parts[-2]:
+                return parts[1] if not parts[1].startswith("[") else parts[2]
+    return "http://deb.debian.org/debian"
+
+
+def _cached_layer(name: str) -> Layer | None:
+    meta = cache_dir() / "images" / f"{name.replace(':', '_').replace('/', '_')}.json"
+    if not meta.exists():
+        return None
+    data = json.loads(meta.read_text())
+    path = Path(data["path"])
+    if not path.exists() or path.stat().st_size != data["size"]:
+        return None
+    return Layer(path, data["digest"], data["diff_id"], data["size"])
+
+
+def _store_layer(name: str, layer: Layer) -> Layer:
+    folder = cache_dir() / "images"
+    folder.mkdir(parents=True, exist_ok=True)
+    key = name.replace(":", "_").replace("/", "_")
+    final = folder / f"{key}.tar.gz"
+    shutil.move(layer.path, final)
+    stored = Layer(final, layer.digest, layer.diff_id, layer.size)
+    (folder / f"{key}.json").write_text(json.dumps({
+        "path": str(final), "digest": stored.digest, "diff_id": stored.diff_id,
+        "size": stored.size,
+    }))  # fmt: skip
+    return stored
+
+
+async def build_rootfs_layer(name: str, recipe: SeedRecipe, quiet: bool = False) -> Layer:
+    debootstrap = shutil.which("debootstrap")
+    if debootstrap is None:
+        raise KubeloopError("making a base image needs debootstrap", "apt-get install debootstrap")
+    with tempfile.TemporaryDirectory(prefix="kubeloop-seed-", dir=cache_dir()) as work:
+        root = Path(work) / "rootfs"
+        argv = [debootstrap, "--variant=minbase"]
+        if recipe.packages:
+            argv.append("--include=" + ",".join(recipe.packages))
+        argv += [SUITE, str(root), _apt_mirror()]
+        with ui.step(f"making {name} from Debian {SUITE} packages", quiet) as progress:
+            await run_streaming(argv, progress.detail)
+            for command in recipe.fixups:
+                await run(["chroot", str(root), "sh", "-c", command])
+            for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "dev", "proc", "sys",
+                         "run", "tmp"):  # fmt: skip
+                directory = root / junk
+                if directory.exists():
+                    for child in directory.iterdir():
+                        if child.is_dir() and not child.is_symlink():
+                            shutil.rmtree(child, ignore_errors=True)
+                        else:
+                            child.unlink(missing_ok=True)
+            progress.detail("packing the layer")
+            layer = layer_from_dir(root, Path(work))
+            return _store_layer(name, layer)
+
+
+async def seed_image(name: str, registry: str, quiet: bool = False) -> str:
+    """Make ``name`` available to builds and pods; return the registry reference."""
+    recipe = SEED_RECIPES.get(name)
+    if recipe is None:
+        raise KubeloopError(
+            f"kubeloop does not know how to make '{name}' from Debian packages",
+            f"known base images: {', '.join(sorted(SEED_RECIPES))}",
+        )
+    layer = _cached_layer(name) or await build_rootfs_layer(name, recipe, quiet)
+    reference = registry_reference(name, registry)
+    with ui.step(f"pushing {name} to {reference}", quiet):
+        await push_layers(reference, [layer], recipe.config)
+    await tag_in_docker(reference, name, quiet)
+    return reference
+
+
+async def docker_engine_answers() -> bool:
+    docker = shutil.which("docker")
+    if docker is None:
+        return False
+    result = await run([docker, "info", "--format", "{{.ServerVersion}}"], check=False, timeout=10)
+    return result.returncode == 0
+
+
+async def tag_in_docker(reference: str, name: str, quiet: bool = False) -> None:
+    """Put the image in the local Docker engine's store under its short name."""
+    if not await docker_engine_answers():
+        return
+    with ui.step(f"tagging {name} in the local Docker engine", quiet):
+        await run(["docker", "pull", "-q", reference], timeout=300)
+        await run(["docker", "tag", reference, name])

@@ -1,0 +1,5 @@
+"""All Kubernetes API access goes through here (kr8s underneath, async)."""
+
+from kubeloop.kube.client import Kube, KubeError
+
+__all__ = ["Kube", "KubeError"]

@@ -1,0 +1,102 @@
+"""Running external commands from asyncio, with errors users can act on."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from kubeloop.errors import KubeloopError
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def require_tool(name: str, hint: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise KubeloopError(f"'{name}' is not installed or not on PATH", hint)
+    return path
+
+
+async def run(
+    argv: Sequence[str],
+    *,
+    check: bool = True,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    input: bytes | None = None,
+    timeout: float | None = None,
+) -> Result:
+    """Run a command to completion and capture its output."""
+    full_env = {**os.environ, **env} if env else None
+    try:
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=full_env,
+            cwd=cwd,
+        )
+    except FileNotFoundError as exc:
+        raise KubeloopError(f"cannot run '{argv[0]}': not found", "install it") from exc
+    try:
+        out, err = await asyncio.wait_for(process.communicate(input), timeout)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise KubeloopError(f"'{' '.join(argv)}' did not finish within {timeout:.0f}s") from None
+    result = Result(tuple(argv), process.returncode or 0, out.decode(errors="replace"),
+                    err.decode(errors="replace"))
+    if check and result.returncode != 0:
+        raise command_failed(result)
+    return result
+
+
+async def run_streaming(
+    argv: Sequence[str],
+    on_line: Callable[[str], None],
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    tail: int = 30,
+) -> None:
+    """Run a long command, handing each output line to ``on_line`` (for progress).
+
+    On failure the error carries the last ``tail`` lines, which is where build tools
+    say what went wrong.
+    """
+    full_env = {**os.environ, **env} if env else None
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env=full_env,
+        cwd=cwd,
+    )
+    assert process.stdout is not None
+    last: list[str] = []
+    async for raw in process.stdout:
+        line = raw.decode(errors="replace").rstrip()
+        last = [*last[-(tail - 1):], line]
+        on_line(line)
+    code = await process.wait()
+    if code != 0:
+        raise command_failed(Result(tuple(argv), code, "\n".join(last), ""))
+
+
+def command_failed(result: Result) -> KubeloopError:
+    output = (result.stderr or result.stdout).strip()
+    shown = "\n".join(output.splitlines()[-30:])
+    return KubeloopError(
+        f"command failed (exit {result.returncode}): {' '.join(result.argv)}\n{shown}"
+    )

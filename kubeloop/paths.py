@@ -7,6 +7,8 @@ from pathlib import Path
 
 import platformdirs
 
+from kubeloop.errors import KubeloopError
+
 
 def cache_dir() -> Path:
     """Heavy reusable artefacts (compiled binaries, base image root filesystems).
@@ -16,7 +18,15 @@ def cache_dir() -> Path:
     """
     override = os.environ.get("KUBELOOP_CACHE_DIR")
     path = Path(override) if override else Path(platformdirs.user_cache_dir("kubeloop"))
-    path.mkdir(parents=True, exist_ok=True)
+    return _ensure(path, "KUBELOOP_CACHE_DIR")
+
+
+def _ensure(path: Path, variable: str) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise KubeloopError(f"cannot create {path}: {exc.strerror}",
+                            f"make it writable, or point {variable} elsewhere") from exc  # fmt: skip
     return path
 
 
@@ -24,8 +34,7 @@ def config_dir() -> Path:
     """Per-user records of the clusters kubeloop created or adopted."""
     override = os.environ.get("KUBELOOP_CONFIG_DIR")
     path = Path(override) if override else Path(platformdirs.user_config_dir("kubeloop"))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return _ensure(path, "KUBELOOP_CONFIG_DIR")
 
 
 def default_kubeconfig() -> Path:

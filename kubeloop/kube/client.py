@@ -129,7 +129,7 @@ class Kube:
         return True
 
     async def version(self) -> Obj:
-        return await self.request("GET", "/version")
+        return cast(Obj, await self._api.version())
 
     async def wait_for(
         self, path: str, ready: Any, what: str, timeout: float, interval: float = 0.2

@@ -127,16 +127,23 @@ def cgroup_version() -> int:
     return 1
 
 
-def preflight(layout: Layout) -> list[Problem]:
-    problems: list[Problem] = []
+def preflight_basics() -> list[Problem]:
+    """What no amount of fixing inside kubeloop can change: the OS and the user."""
     if platform.system() != "Linux":
         return [Problem("the native provider runs only on Linux",
                         "use --provider k3d, kind or minikube, or --provider existing")]  # fmt: skip
     if os.geteuid() != 0:
-        problems.append(Problem(
+        return [Problem(
             "the native provider must run as root (it starts containerd, kubelet and iptables)",
             "run 'sudo kubeloop cluster create', or use --provider k3d/kind/minikube",
-        ))  # fmt: skip
+        )]  # fmt: skip
+    return []
+
+
+def preflight(layout: Layout) -> list[Problem]:
+    problems = preflight_basics()
+    if problems and platform.system() != "Linux":
+        return problems
     if cgroup_version() == 1:
         mounted = {p.name for p in CGROUP_ROOT.iterdir()} if CGROUP_ROOT.exists() else set()
         absent = [c for c in CGROUP_V1_CONTROLLERS if c not in mounted]
@@ -247,7 +254,25 @@ async def prepare(layout: Layout) -> None:
         _record(layout, "root-propagation", _root_propagation())
         await run(["mount", "--make-rshared", "/"])
     await _ensure_bridge()
+    await _ensure_forward_rules()
     _ensure_cgroup_parent(layout)
+
+
+FORWARD_CHAIN = "KUBELOOP-FORWARD"
+
+
+async def _ensure_forward_rules() -> None:
+    """Accept pod traffic in FORWARD: bridged packets pass iptables (br_netfilter), and a
+    Docker engine sets the FORWARD policy to DROP."""
+    if (await run(["iptables", "-t", "filter", "-S", FORWARD_CHAIN], check=False)).returncode:
+        await run(["iptables", "-t", "filter", "-N", FORWARD_CHAIN])
+    for direction in ("-s", "-d"):
+        rule = [FORWARD_CHAIN, direction, POD_CIDR, "-j", "ACCEPT"]
+        if (await run(["iptables", "-C", *rule], check=False)).returncode:
+            await run(["iptables", "-A", *rule])
+    jump = ["FORWARD", "-j", FORWARD_CHAIN]
+    if (await run(["iptables", "-C", *jump], check=False)).returncode:
+        await run(["iptables", "-I", *jump])
 
 
 async def _ensure_bridge() -> None:
@@ -388,7 +413,7 @@ _COMMENT = re.compile(r'--comment "?([^"]*(?:\\"[^"]*)*)"?')
 def iptables_cleanup_script(save_output: str, network: str) -> str | None:
     """An ``iptables-restore --noflush`` script removing the cluster's rules and chains.
 
-    Ours: every ``KUBE-*`` chain (kubelet and kube-proxy), chains that rules tagged with
+    Ours: every ``KUBE-*`` chain (kubelet and kube-proxy), ``KUBELOOP-*``, chains that rules tagged with
     our CNI network's name jump to, and portmap's shared ``CNI-HOSTPORT-*`` chains once
     they hold nothing else. Rules of other tools are left untouched.
     """
@@ -406,7 +431,7 @@ def iptables_cleanup_script(save_output: str, network: str) -> str | None:
         elif line.startswith("-A ") and table:
             chains.setdefault(line.split()[1], []).append(line)
     for table_name, table_chains in order:
-        ours = {c for c in table_chains if c.startswith("KUBE-")}
+        ours = {c for c in table_chains if c.startswith(("KUBE-", "KUBELOOP-"))}
         tagged = f'name: \\"{network}\\"'
         for rules in table_chains.values():
             for rule in rules:

@@ -19,7 +19,7 @@ from kubeloop.cluster.native.binaries import ensure_binaries
 from kubeloop.cluster.native.components import daemons, healthy, wait_healthy
 from kubeloop.cluster.native.daemons import Daemon, running_pid, start, stop
 from kubeloop.cluster.native.layout import PAUSE_IMAGE, Layout
-from kubeloop.errors import KubeloopError
+from kubeloop.errors import KubeloopError, PreflightError
 from kubeloop.images.registry import ImageConfig, manifest_exists, push_files
 from kubeloop.kube import Kube
 from kubeloop.paths import cache_dir, default_kubeconfig
@@ -49,6 +49,9 @@ class NativeProvider:
 
     async def create(self, name: str, quiet: bool = False) -> ClusterInfo:
         layout = self._layout_for(name)
+        basics = host.preflight_basics()
+        if basics:
+            raise PreflightError([(p.what, p.fix) for p in basics])
         self._refuse_second_cluster(layout)
         if layout.marker.exists() and await self._all_healthy(layout):
             return self.info(layout)
@@ -85,8 +88,6 @@ class NativeProvider:
             running = {n for n, d in all_daemons.items() if running_pid(d) is not None}
             problems = _preflight_ignoring_ours(layout, running)
             if problems:
-                from kubeloop.errors import PreflightError
-
                 raise PreflightError([(p.what, p.fix) for p in problems])
         bins = await ensure_binaries(quiet=quiet)
         with ui.step("preparing the host, certificates and configuration", quiet):

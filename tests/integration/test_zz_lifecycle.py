@@ -1,0 +1,115 @@
+"""Crash recovery, clean deletion, and refusing bad hosts. Runs last (it deletes and
+recreates the session's cluster)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from kubeloop.cluster import ClusterInfo, cluster_status, create_cluster, delete_cluster
+from kubeloop.cluster.native import host
+from kubeloop.cluster.native.daemons import running_pid
+from kubeloop.cluster.native.layout import Layout, Ports
+from kubeloop.cluster.native.provider import daemon_specs
+from kubeloop.kube import Kube
+from kubeloop.paths import default_kubeconfig
+from kubeloop.proc import run
+from tests.integration.conftest import CLUSTER
+
+
+
+async def test_create_recovers_after_components_crash(kube: Kube, namespace: str) -> None:
+    from tests.integration.test_cluster import server_pod
+
+    await kube.apply(server_pod("survivor", namespace))
+    await kube.wait_pod_running(namespace, "survivor", 90)
+    specs = daemon_specs(Layout.for_cluster(CLUSTER))
+    for name in ("kube-apiserver", "kubelet", "containerd", "coredns"):
+        pid = running_pid(specs[name])
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+    assert not (await cluster_status(CLUSTER)).healthy
+
+    await create_cluster(CLUSTER, provider="native", quiet=True)
+    status = await cluster_status(CLUSTER)
+    assert status.healthy, status
+    pod = await kube.wait_pod_running(namespace, "survivor", 90)
+    assert pod["status"]["phase"] == "Running"
+
+
+async def test_delete_leaves_nothing_and_create_comes_back(cluster: ClusterInfo) -> None:
+    layout = Layout.for_cluster(CLUSTER)
+    started = time.monotonic()
+    await delete_cluster(CLUSTER, quiet=True)
+    delete_seconds = time.monotonic() - started
+
+    assert host.leftovers(layout) == []
+    rules = (await run(["iptables-save"])).stdout
+    assert ":KUBE-" not in rules and "KUBELOOP-" not in rules
+    assert f'\\"{layout.cni_network}\\"' not in rules
+    assert not Path("/sys/class/net/kubeloop0").exists()
+    assert f"kubeloop-{CLUSTER}" not in default_kubeconfig().read_text()
+    assert not host.processes_mentioning(str(layout.state_root), str(layout.run_root))
+    assert delete_seconds < 30
+
+    again = await create_cluster(CLUSTER, provider="native", quiet=True)
+    assert (await cluster_status(CLUSTER)).healthy
+    assert again.kubeconfig == cluster.kubeconfig
+
+
+# Python lives under /root here, which an unprivileged user cannot read: import
+# everything as root, then drop to nobody before the command runs.
+AS_NOBODY = """
+import os, sys
+import kubeloop.cli, kubeloop.cluster, kubeloop.cluster.native.provider, kubeloop.images.seed
+import rich.table, rich.console, rich.status, rich.markup, kr8s.asyncio
+os.setgroups([]); os.setgid(65534); os.setuid(65534)
+sys.argv = ["kubeloop", *sys.argv[1:]]
+kubeloop.cli.main()
+"""
+
+
+def test_non_root_is_told_what_is_missing() -> None:
+    tmp_path = Path(tempfile.mkdtemp(prefix="kubeloop-nobody-"))
+    tmp_path.chmod(0o777)
+    env = {"KUBELOOP_CONFIG_DIR": str(tmp_path / "cfg"), "KUBELOOP_CACHE_DIR": str(tmp_path),
+           "HOME": str(tmp_path)}  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", AS_NOBODY, "cluster", "create", "--name", "nonroot",
+         "--provider", "native"],
+        capture_output=True, text=True, timeout=60, env={**os.environ, **env},
+    )  # fmt: skip
+    assert result.returncode == 2, result
+    assert "must run as root" in result.stderr
+    assert "sudo kubeloop cluster create" in result.stderr
+    assert not Layout.for_cluster("nonroot").state_root.exists()
+
+
+def test_a_busy_port_is_named_with_its_owner() -> None:
+    with socket.socket() as busy:
+        busy.bind(("0.0.0.0", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        layout = Layout("probe", Path("/nonexistent"), Path("/nonexistent"), Ports(apiserver=port))
+        problems = host.preflight(layout)
+    busy_port = [p for p in problems if f"port {port} " in p.what]
+    assert busy_port, problems
+    assert "apiserver" in busy_port[0].what and f"pid {os.getpid()}" in busy_port[0].what
+
+
+def test_a_missing_command_is_reported_with_its_package(monkeypatch: object) -> None:
+    env = {"PATH": "/nonexistent"}
+    result = subprocess.run(
+        [sys.executable, "-c",
+         "from kubeloop.cluster.native import host\n"
+         "for p in host.missing_commands(): print(p.what, '|', p.fix)"],
+        capture_output=True, text=True, env={**os.environ, **env}, check=True,
+    )  # fmt: skip
+    assert "'containerd' is not installed | apt-get install containerd" in result.stdout
+    assert "'docker-registry' is not installed | apt-get install docker-registry" in result.stdout

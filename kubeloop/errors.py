@@ -27,5 +27,7 @@ class PreflightError(KubeloopError):
 
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         lines = [f"  - {what}\n      fix: {fix}" for what, fix in problems]
-        super().__init__("the host is not ready for this cluster:\n" + "\n".join(lines), exit_code=2)
+        super().__init__(
+            "the host is not ready for this cluster:\n" + "\n".join(lines), exit_code=2
+        )
         self.problems = problems

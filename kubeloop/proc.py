@@ -54,8 +54,12 @@ async def run(
         process.kill()
         await process.wait()
         raise KubeloopError(f"'{' '.join(argv)}' did not finish within {timeout:.0f}s") from None
-    result = Result(tuple(argv), process.returncode or 0, out.decode(errors="replace"),
-                    err.decode(errors="replace"))
+    result = Result(
+        tuple(argv),
+        process.returncode or 0,
+        out.decode(errors="replace"),
+        err.decode(errors="replace"),
+    )
     if check and result.returncode != 0:
         raise command_failed(result)
     return result
@@ -87,7 +91,7 @@ async def run_streaming(
     last: list[str] = []
     async for raw in process.stdout:
         line = raw.decode(errors="replace").rstrip()
-        last = [*last[-(tail - 1):], line]
+        last = [*last[-(tail - 1) :], line]
         on_line(line)
     code = await process.wait()
     if code != 0:

@@ -48,7 +48,9 @@ def choose_provider(docker_engine: bool) -> tuple[str, str]:
             return tool, f"'{tool}' and a Docker engine are present"
     if platform.system() == "Linux" and os.geteuid() == 0:
         missing = [t for t in ("k3d", "kind", "minikube") if shutil.which(t)]
-        reason = "no Docker engine answers" if missing else "none of k3d, kind or minikube is installed"
+        reason = (
+            "no Docker engine answers" if missing else "none of k3d, kind or minikube is installed"
+        )
         return "native", f"{reason}, and this is Linux as root"
     raise KubeloopError(
         "no way to make a cluster here: k3d, kind or minikube with a Docker engine, or Linux "
@@ -96,7 +98,7 @@ async def create_cluster(
     elif existing is not None and existing.provider != provider:
         raise KubeloopError(
             f"cluster '{name}' exists with the {existing.provider} provider",
-            f"delete it first, or pick another name (--name)",
+            "delete it first, or pick another name (--name)",
         )
     info = await provider_for(provider, context, registry).create(name, quiet=quiet)
     save_record(info)

@@ -157,13 +157,17 @@ class ExistingProvider:
                                 "pass --context NAME to pick one to adopt")  # fmt: skip
         names = [c.get("name") for c in config.get("contexts") or []]
         if context not in names:
-            raise KubeloopError(f"context '{context}' is not in {path}",
-                                f"known contexts: {', '.join(map(str, names)) or 'none'}")
+            raise KubeloopError(
+                f"context '{context}' is not in {path}",
+                f"known contexts: {', '.join(map(str, names)) or 'none'}",
+            )
         info = ClusterInfo(name, self.name, str(path), context, self.registry, self.registry)
         status = await _cluster_status(info)
         if not status.reachable:
-            raise KubeloopError(f"context '{context}' does not answer: {status.message}",
-                                "check that the cluster is up and the credentials are valid")
+            raise KubeloopError(
+                f"context '{context}' does not answer: {status.message}",
+                "check that the cluster is up and the credentials are valid",
+            )
         return info
 
     async def delete(self, info: ClusterInfo, quiet: bool = False) -> None:

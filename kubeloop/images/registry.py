@@ -197,7 +197,9 @@ async def push_rootfs(reference: str, rootfs: Path, config: ImageConfig) -> str:
         return await push_layers(reference, [layer], config)
 
 
-async def push_files(reference: str, files: dict[str, tuple[bytes, int]], config: ImageConfig) -> str:
+async def push_files(
+    reference: str, files: dict[str, tuple[bytes, int]], config: ImageConfig
+) -> str:
     with tempfile.TemporaryDirectory(prefix="kubeloop-layer-") as work:
         layer = layer_from_files(files, Path(work))
         return await push_layers(reference, [layer], config)

@@ -35,7 +35,9 @@ class Kube:
         self._resources: dict[str, dict[str, tuple[str, bool]]] = {}
 
     @classmethod
-    async def connect(cls, kubeconfig: Path | str | None = None, context: str | None = None) -> Kube:
+    async def connect(
+        cls, kubeconfig: Path | str | None = None, context: str | None = None
+    ) -> Kube:
         import kr8s.asyncio
 
         try:

@@ -20,7 +20,7 @@ from kubeloop.cluster.native.binaries import ensure_binaries
 from kubeloop.kube import Kube
 
 CLUSTER = os.environ.get("KUBELOOP_TEST_CLUSTER", "kubeloop")
-APPS = Path(__file__).parent / "apps"
+APPS = Path(__file__).parents[2] / "examples"
 
 
 @dataclass

@@ -23,7 +23,6 @@ from kubeloop.proc import run
 from tests.integration.conftest import CLUSTER
 
 
-
 async def test_create_recovers_after_components_crash(kube: Kube, namespace: str) -> None:
     from tests.integration.test_cluster import server_pod
 

@@ -261,6 +261,7 @@ async def _obtain(component: Component, sources: tuple[str, ...], quiet: bool) -
 async def download_component(component: Component, detail: Callable[[str], None]) -> None:
     """Fetch release binaries and verify each against its published SHA-256."""
     timeout = httpx.Timeout(30.0, connect=float(os.environ.get("KUBELOOP_DOWNLOAD_TIMEOUT", "4")))
+    component.bin_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{component.key}-", dir=component.bin_dir.parent))
     try:
         async with httpx.AsyncClient(follow_redirects=True, timeout=timeout) as client:
@@ -374,7 +375,9 @@ async def build_component(component: Component, detail: Callable[[str], None]) -
     argv += list(component.packages)
     await run_streaming(argv, on_line, env=_go_env(), cwd=work)
     if component.packages == (".",):
-        (out / work.name).rename(out / component.binaries[0]) if (out / work.name).exists() else None
+        (out / work.name).rename(out / component.binaries[0]) if (
+            out / work.name
+        ).exists() else None
         built = next((p for p in out.iterdir() if p.is_file()), None)
         if built is None:
             raise KubeloopError(f"go build of {component.key} produced no binary")

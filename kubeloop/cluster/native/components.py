@@ -154,7 +154,8 @@ def _ssl_context(layout: Layout, health: Health) -> ssl.SSLContext | bool:
         context = ssl.create_default_context(cafile=str(layout.pki / "ca.crt"))
     if health.client_cert:
         context.load_cert_chain(
-            str(layout.pki / f"{health.client_cert}.crt"), str(layout.pki / f"{health.client_cert}.key")
+            str(layout.pki / f"{health.client_cert}.crt"),
+            str(layout.pki / f"{health.client_cert}.key"),
         )
     return context
 

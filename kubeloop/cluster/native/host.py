@@ -157,8 +157,12 @@ def preflight(layout: Layout) -> list[Problem]:
         controllers = (CGROUP_ROOT / "cgroup.controllers").read_text().split()
         absent = [c for c in ("cpu", "memory", "pids") if c not in controllers]
         if absent:
-            problems.append(Problem(f"cgroup v2 controllers unavailable: {', '.join(absent)}",
-                                    "enable them in the parent cgroup's cgroup.subtree_control"))
+            problems.append(
+                Problem(
+                    f"cgroup v2 controllers unavailable: {', '.join(absent)}",
+                    "enable them in the parent cgroup's cgroup.subtree_control",
+                )
+            )
     for name, port in layout.ports.host_ports().items():
         if _port_in_use(port):
             problems.append(Problem(
@@ -168,8 +172,12 @@ def preflight(layout: Layout) -> list[Problem]:
             ))  # fmt: skip
     conflict = _pod_cidr_conflict()
     if conflict:
-        problems.append(Problem(f"the pod network {POD_CIDR} is already routed: {conflict}",
-                                "remove that route or interface"))
+        problems.append(
+            Problem(
+                f"the pod network {POD_CIDR} is already routed: {conflict}",
+                "remove that route or interface",
+            )
+        )
     return problems
 
 
@@ -462,10 +470,7 @@ def iptables_cleanup_script(save_output: str, network: str) -> str | None:
 
 
 def _jumps_to_ours(rule: str, ours: set[str]) -> bool:
-    for flag in (" -j ", " -g "):
-        if flag in rule and rule.split(flag)[1].split()[0] in ours:
-            return True
-    return False
+    return any(flag in rule and rule.split(flag)[1].split()[0] in ours for flag in (" -j ", " -g "))
 
 
 async def remove_iptables(layout: Layout) -> None:

@@ -37,11 +37,19 @@ def cert_specs(layout: Layout) -> list[CertSpec]:
     node = layout.node_name
     return [
         CertSpec(
-            "apiserver", "kube-apiserver", server=True, client=False,
-            dns_names=("kubernetes", "kubernetes.default", "kubernetes.default.svc",
-                       "kubernetes.default.svc.cluster.local", "localhost"),
+            "apiserver",
+            "kube-apiserver",
+            server=True,
+            client=False,
+            dns_names=(
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+                "localhost",
+            ),
             ips=("127.0.0.1", KUBERNETES_SERVICE_IP, NODE_IP),
-        ),  # fmt: skip
+        ),
         CertSpec("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"),
         CertSpec("admin", "kubeloop-admin", "system:masters"),
         CertSpec("controller-manager", "system:kube-controller-manager"),
@@ -50,17 +58,29 @@ def cert_specs(layout: Layout) -> list[CertSpec]:
         CertSpec("coredns", "system:coredns"),
         CertSpec("kubelet-client", f"system:node:{node}", "system:nodes"),
         CertSpec(
-            "kubelet", f"system:node:{node}", server=True, client=False,
-            dns_names=(node, "localhost"), ips=("127.0.0.1", NODE_IP),
-        ),  # fmt: skip
+            "kubelet",
+            f"system:node:{node}",
+            server=True,
+            client=False,
+            dns_names=(node, "localhost"),
+            ips=("127.0.0.1", NODE_IP),
+        ),
         CertSpec(
-            "controller-manager-serving", "kube-controller-manager", server=True,
-            client=False, dns_names=("localhost",), ips=("127.0.0.1",),
-        ),  # fmt: skip
+            "controller-manager-serving",
+            "kube-controller-manager",
+            server=True,
+            client=False,
+            dns_names=("localhost",),
+            ips=("127.0.0.1",),
+        ),
         CertSpec(
-            "scheduler-serving", "kube-scheduler", server=True, client=False,
-            dns_names=("localhost",), ips=("127.0.0.1",),
-        ),  # fmt: skip
+            "scheduler-serving",
+            "kube-scheduler",
+            server=True,
+            client=False,
+            dns_names=("localhost",),
+            ips=("127.0.0.1",),
+        ),
     ]
 
 
@@ -105,12 +125,18 @@ def _make_ca(pki: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, key_cert_sign=True, crl_sign=True,
-                content_commitment=False, key_encipherment=False, data_encipherment=False,
-                key_agreement=False, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
-        )  # fmt: skip
+        )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
         .sign(key, hashes.SHA256())
     )

@@ -64,11 +64,15 @@ class NativeProvider:
                 await self._undo_failed_create(layout, quiet)
             raise
         if not quiet:
-            ui.info(f"[green]cluster '{name}' is ready[/green] in {time.monotonic() - started:.1f}s")
+            ui.info(
+                f"[green]cluster '{name}' is ready[/green] in {time.monotonic() - started:.1f}s"
+            )
         return self.info(layout)
 
     def _refuse_second_cluster(self, layout: Layout) -> None:
-        others = [r.name for r in list_records() if r.provider == self.name and r.name != layout.name]
+        others = [
+            r.name for r in list_records() if r.provider == self.name and r.name != layout.name
+        ]
         others += [
             p.name for p in layout.state_root.parent.glob("*")
             if p.is_dir() and p.name != layout.name and p.name not in others
@@ -112,6 +116,13 @@ class NativeProvider:
             kube = await Kube.connect(layout.admin_kubeconfig)
             try:
                 await kube.wait_node_ready(layout.node_name, timeout=90)
+                # Pods are refused until the controller manager made this account.
+                await kube.wait_for(
+                    "/api/v1/namespaces/default/serviceaccounts/default",
+                    lambda _: True,
+                    "the default service account",
+                    timeout=60,
+                )
             finally:
                 await kube.close()
         self._install_kubeconfig(layout)
@@ -171,8 +182,10 @@ class NativeProvider:
             user_kubeconfig.remove(default_kubeconfig(), f"kubeloop-{layout.name}")
         left = host.leftovers(layout)
         if left:
-            raise KubeloopError(f"delete left things behind: {'; '.join(left)}",
-                                "run 'kubeloop cluster delete' again; report it if it stays")
+            raise KubeloopError(
+                f"delete left things behind: {'; '.join(left)}",
+                "run 'kubeloop cluster delete' again; report it if it stays",
+            )
 
     # --- status -------------------------------------------------------------------------
 

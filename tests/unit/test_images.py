@@ -1,0 +1,43 @@
+import gzip
+import hashlib
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from kubeloop.build.docker import content_tag
+from kubeloop.errors import KubeloopError
+from kubeloop.images.registry import layer_from_files, split_reference
+from kubeloop.images.seed import registry_reference
+
+
+def test_references() -> None:
+    assert split_reference("localhost:5000/library/python:3.11-slim") == (
+        "localhost:5000", "library/python", "3.11-slim")  # fmt: skip
+    assert split_reference("localhost:5000/pause") == ("localhost:5000", "pause", "latest")
+    with pytest.raises(KubeloopError):
+        split_reference("python:3.11")
+    assert registry_reference("python:3.11-slim", "localhost:5000") == (
+        "localhost:5000/library/python:3.11-slim")  # fmt: skip
+    assert registry_reference("me/app", "r:1") == "r:1/me/app:latest"
+
+
+def test_layer_digests_match_content(tmp_path: Path) -> None:
+    layer = layer_from_files({"/pause": (b"binary", 0o755)}, tmp_path)
+    assert layer.digest == "sha256:" + hashlib.sha256(layer.path.read_bytes()).hexdigest()
+    raw = gzip.decompress(layer.path.read_bytes())
+    assert layer.diff_id == "sha256:" + hashlib.sha256(raw).hexdigest()
+    with tarfile.open(layer.path) as tar:
+        member = tar.getmember("pause")
+        assert member.mode == 0o755
+
+
+def test_content_tag_follows_sources_and_dockerignore(tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM scratch\n")
+    (tmp_path / "app.py").write_text("print(1)\n")
+    (tmp_path / ".dockerignore").write_text("*.log\n")
+    first = content_tag(tmp_path)
+    (tmp_path / "debug.log").write_text("noise")
+    assert content_tag(tmp_path) == first
+    (tmp_path / "app.py").write_text("print(2)\n")
+    assert content_tag(tmp_path) != first

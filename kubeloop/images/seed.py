@@ -101,6 +101,10 @@ def _store_layer(name: str, layer: Layer) -> Layer:
 
 
 async def build_rootfs_layer(name: str, recipe: SeedRecipe, quiet: bool = False) -> Layer:
+    if shutil.which("debootstrap") is None:
+        from kubeloop.cluster.native.host import ensure_packages
+
+        await ensure_packages(extra=("debootstrap",), quiet=quiet)
     debootstrap = shutil.which("debootstrap")
     if debootstrap is None:
         raise KubeloopError("making a base image needs debootstrap", "apt-get install debootstrap")

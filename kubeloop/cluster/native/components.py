@@ -35,8 +35,6 @@ def daemons(layout: Layout, bins: Mapping[str, Path]) -> dict[str, Daemon]:
     pki, cfg, p = layout.pki, layout.config, layout.ports
     registry = shutil.which("docker-registry") or "docker-registry"
     containerd = shutil.which("containerd") or "containerd"
-    kubeconfig = {n: str(cfg / f"{n}.kubeconfig") for n in
-                  ("controller-manager", "scheduler", "kubelet", "kube-proxy")}  # fmt: skip
     return {
         "registry": _daemon(layout, "registry", [registry, "serve", str(cfg / "registry.yaml")]),
         "etcd": _daemon(layout, "etcd", [
@@ -79,40 +77,22 @@ def daemons(layout: Layout, bins: Mapping[str, Path]) -> dict[str, Daemon]:
         ]),
         "kube-controller-manager": _daemon(layout, "kube-controller-manager", [
             str(bins["kube-controller-manager"]),
-            f"--kubeconfig={kubeconfig['controller-manager']}",
-            f"--authentication-kubeconfig={kubeconfig['controller-manager']}",
-            f"--authorization-kubeconfig={kubeconfig['controller-manager']}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={p.controller_manager}",
-            f"--cert-dir={layout.state_root / 'certs'}",
-            f"--tls-cert-file={pki / 'controller-manager-serving.crt'}",
-            f"--tls-private-key-file={pki / 'controller-manager-serving.key'}",
+            *_secured_controller_flags(layout, "controller-manager", p.controller_manager),
             f"--service-account-private-key-file={pki / 'sa.key'}",
             f"--root-ca-file={pki / 'ca.crt'}",
             f"--cluster-signing-cert-file={pki / 'ca.crt'}",
             f"--cluster-signing-key-file={pki / 'ca.key'}",
             "--use-service-account-credentials=true",
-            "--leader-elect=false",
             "--allocate-node-cidrs=false",
-            "--v=1",
         ]),
         "kube-scheduler": _daemon(layout, "kube-scheduler", [
             str(bins["kube-scheduler"]),
-            f"--kubeconfig={kubeconfig['scheduler']}",
-            f"--authentication-kubeconfig={kubeconfig['scheduler']}",
-            f"--authorization-kubeconfig={kubeconfig['scheduler']}",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={p.scheduler}",
-            f"--cert-dir={layout.state_root / 'certs'}",
-            f"--tls-cert-file={pki / 'scheduler-serving.crt'}",
-            f"--tls-private-key-file={pki / 'scheduler-serving.key'}",
-            "--leader-elect=false",
-            "--v=1",
+            *_secured_controller_flags(layout, "scheduler", p.scheduler),
         ]),
         "kubelet": _daemon(layout, "kubelet", [
             str(bins["kubelet"]),
             f"--config={cfg / 'kubelet.yaml'}",
-            f"--kubeconfig={kubeconfig['kubelet']}",
+            f"--kubeconfig={cfg / 'kubelet.kubeconfig'}",
             f"--root-dir={layout.kubelet_root}",
             f"--cert-dir={layout.state_root / 'certs'}",
             f"--hostname-override={layout.node_name}",
@@ -126,6 +106,24 @@ def daemons(layout: Layout, bins: Mapping[str, Path]) -> dict[str, Daemon]:
         ]),
         "coredns": _daemon(layout, "coredns", [str(bins["coredns"]), "-conf", str(cfg / "Corefile")]),
     }  # fmt: skip
+
+
+def _secured_controller_flags(layout: Layout, name: str, port: int) -> list[str]:
+    """Flags the controller manager and the scheduler share: their kubeconfig for
+    everything, a loopback-only serving port with our certificate, no leader election."""
+    kubeconfig = layout.config / f"{name}.kubeconfig"
+    return [
+        f"--kubeconfig={kubeconfig}",
+        f"--authentication-kubeconfig={kubeconfig}",
+        f"--authorization-kubeconfig={kubeconfig}",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={port}",
+        f"--cert-dir={layout.state_root / 'certs'}",
+        f"--tls-cert-file={layout.pki / f'{name}-serving.crt'}",
+        f"--tls-private-key-file={layout.pki / f'{name}-serving.key'}",
+        "--leader-elect=false",
+        "--v=1",
+    ]
 
 
 def health_checks(layout: Layout) -> dict[str, Health]:

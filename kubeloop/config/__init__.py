@@ -1,0 +1,18 @@
+"""Project configuration: the ``kubeloop.yaml`` schema and its loader."""
+
+from kubeloop.config.loader import CONFIG_NAME, ConfigError, LoadedConfig, find_config, load, parse
+from kubeloop.config.schema import Artifact, Manifests, PortForward, Project, json_schema
+
+__all__ = [
+    "CONFIG_NAME",
+    "Artifact",
+    "ConfigError",
+    "LoadedConfig",
+    "Manifests",
+    "PortForward",
+    "Project",
+    "find_config",
+    "json_schema",
+    "load",
+    "parse",
+]

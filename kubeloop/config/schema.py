@@ -1,0 +1,108 @@
+"""The ``kubeloop.yaml`` schema (pydantic v2); ``kubeloop config schema`` publishes it as
+JSON Schema for editor completion."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Artifact(Strict):
+    """An image kubeloop builds. Manifests name it by ``image``; kubeloop replaces that
+    name with the built, content-tagged reference."""
+
+    image: str = Field(description="Image name used in the manifests, e.g. 'add'.")
+    context: str = Field(".", description="Build context, relative to kubeloop.yaml.")
+    dockerfile: str = Field("Dockerfile", description="Dockerfile path inside the context.")
+    builder: Literal["docker", "buildah", "podman"] = "docker"
+    build_args: dict[str, str] = Field(default_factory=dict, alias="buildArgs")
+
+
+class HelmRelease(Strict):
+    chart: str = Field(description="Chart directory, relative to kubeloop.yaml.")
+    release: str | None = Field(None, description="Release name (default: the project name).")
+    values_files: list[str] = Field(default_factory=list, alias="valuesFiles")
+    set: dict[str, str] = Field(default_factory=dict)
+
+
+class Manifests(Strict):
+    raw: list[str] = Field(default_factory=list, description="YAML files or globs.")
+    templates: list[str] = Field(
+        default_factory=list,
+        description="Jinja2 templates (sandboxed; undefined variables are errors).",
+    )
+    kustomize: list[str] = Field(default_factory=list, description="Kustomization directories.")
+    helm: list[HelmRelease] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> Manifests:
+        if not (self.raw or self.templates or self.kustomize or self.helm):
+            raise ValueError("name at least one of raw, templates, kustomize or helm")
+        return self
+
+
+class PortForward(Strict):
+    resource: str = Field(description="service/NAME, deployment/NAME or pod/NAME.")
+    port: int = Field(ge=1, le=65535, description="Port on the resource.")
+    local_port: int | None = Field(None, alias="localPort", ge=0, le=65535)
+    namespace: str | None = None
+
+
+class DeploySettings(Strict):
+    prune: bool = True
+    timeout: float = Field(120, gt=0, description="Seconds to wait for the rollout.")
+
+
+class DevSettings(Strict):
+    cleanup: bool = Field(False, description="Delete what 'dev' deployed when it stops.")
+    debounce_ms: int = Field(50, alias="debounceMs", ge=0)
+    ignore: list[str] = Field(default_factory=list, description="Extra paths not to watch.")
+
+
+class Environment(Strict):
+    """Overrides for one environment; unset fields keep the project's values."""
+
+    namespace: str | None = None
+    values: dict[str, Any] = Field(default_factory=dict)
+    manifests: Manifests | None = None
+    port_forward: list[PortForward] | None = Field(None, alias="portForward")
+    artifacts: list[Artifact] | None = None
+    context: str | None = Field(None, description="kubeconfig context for this environment.")
+
+
+class Project(Strict):
+    """A kubeloop project: what to build, what to deploy, how to reach it."""
+
+    api_version: Literal["kubeloop/v1"] = Field("kubeloop/v1", alias="apiVersion")
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=53)
+    namespace: str = "default"
+    artifacts: list[Artifact] = Field(default_factory=list)
+    manifests: Manifests
+    values: dict[str, Any] = Field(default_factory=dict, description="Template values.")
+    port_forward: list[PortForward] = Field(default_factory=list, alias="portForward")
+    deploy: DeploySettings = Field(default_factory=lambda: DeploySettings.model_validate({}))
+    dev: DevSettings = Field(default_factory=lambda: DevSettings.model_validate({}))
+    environments: dict[str, Environment] = Field(default_factory=dict)
+    context: str | None = Field(
+        None, description="kubeconfig context (default: kubeloop's cluster)."
+    )
+
+    @model_validator(mode="after")
+    def _unique_images(self) -> Project:
+        names = [a.image for a in self.artifacts]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"artifact images must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Project.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "kubeloop.yaml"
+    return schema

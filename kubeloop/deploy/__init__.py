@@ -1,0 +1,7 @@
+"""Apply rendered objects with server-side apply, prune what left the render, wait for
+the rollout and explain failures."""
+
+from kubeloop.deploy.apply import DeployResult, delete_project, deploy
+from kubeloop.deploy.rollout import RolloutError, wait_rollout
+
+__all__ = ["DeployResult", "RolloutError", "delete_project", "deploy", "wait_rollout"]

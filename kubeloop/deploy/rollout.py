@@ -1,0 +1,164 @@
+"""Waiting for workloads to roll out, and saying why a pod fails when it does."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kubeloop.errors import KubeloopError
+from kubeloop.kube import Kube
+
+Obj = dict[str, Any]
+WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
+FATAL_WAITING = {
+    "ImagePullBackOff": "the image cannot be pulled",
+    "ErrImagePull": "the image cannot be pulled",
+    "InvalidImageName": "the image name is invalid",
+    "CrashLoopBackOff": "the container keeps crashing",
+    "CreateContainerConfigError": "the container's configuration is wrong",
+    "CreateContainerError": "the container cannot be created",
+    "RunContainerError": "the container cannot start",
+}
+
+
+class RolloutError(KubeloopError):
+    pass
+
+
+def _path(obj: Obj) -> str:
+    group = obj["apiVersion"]
+    ns = obj["metadata"]["namespace"]
+    plural = {"Deployment": "deployments", "StatefulSet": "statefulsets",
+              "DaemonSet": "daemonsets"}[obj["kind"]]  # fmt: skip
+    return f"/apis/{group}/namespaces/{ns}/{plural}/{obj['metadata']['name']}"
+
+
+def progress_of(obj: Obj) -> tuple[bool, str]:
+    """(done, 'ready/desired') for a Deployment, StatefulSet or DaemonSet."""
+    status = obj.get("status") or {}
+    generation = obj["metadata"].get("generation", 0)
+    observed = status.get("observedGeneration", 0) >= generation
+    if obj["kind"] == "DaemonSet":
+        want = status.get("desiredNumberScheduled", 0)
+        ready = status.get("numberReady", 0)
+        updated = status.get("updatedNumberScheduled", 0)
+        return observed and ready == want and updated == want, f"{ready}/{want}"
+    want = (obj.get("spec") or {}).get("replicas", 1)
+    ready = status.get("readyReplicas", 0)
+    updated = status.get("updatedReplicas", 0)
+    total = status.get("replicas", 0)
+    done = observed and updated == want and ready == want and total == want
+    return done, f"{ready}/{want}"
+
+
+async def _pods_of(kube: Kube, obj: Obj) -> list[Obj]:
+    labels = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    selector = ",".join(f"{k}={v}" for k, v in labels.items())
+    ns = obj["metadata"]["namespace"]
+    listing = await kube.request("GET", f"/api/v1/namespaces/{ns}/pods",
+                                 params={"labelSelector": selector})  # fmt: skip
+    return list(listing.get("items", []))
+
+
+async def pod_problem(kube: Kube, pod: Obj, probe_grace: float = 30) -> str | None:
+    """Why a pod cannot become ready, with its last log lines; None while it may."""
+    name, ns = pod["metadata"]["name"], pod["metadata"]["namespace"]
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
+            return f"pod {name} cannot be scheduled: {condition.get('message', '')}"
+    for container in (pod.get("status") or {}).get("containerStatuses") or []:
+        waiting = (container.get("state") or {}).get("waiting") or {}
+        reason = waiting.get("reason", "")
+        if reason in FATAL_WAITING:
+            logs = await last_logs(
+                kube, ns, name, container["name"], previous=reason == "CrashLoopBackOff"
+            )
+            detail = waiting.get("message", "")
+            return (f"pod {name}, container {container['name']}: {FATAL_WAITING[reason]} "
+                    f"({reason}{': ' + detail if detail else ''})" + logs)  # fmt: skip
+        running = (container.get("state") or {}).get("running")
+        if running and not container.get("ready"):
+            started = running.get("startedAt", "")
+            age = time.time() - _parse_time(started) if started else 0
+            if age > probe_grace:
+                events = await _events(kube, ns, name, "Unhealthy")
+                if events:
+                    logs = await last_logs(kube, ns, name, container["name"])
+                    return (f"pod {name}, container {container['name']}: readiness probe keeps "
+                            f"failing: {events[-1]}" + logs)  # fmt: skip
+    return None
+
+
+def _parse_time(stamp: str) -> float:
+    import datetime as dt
+
+    return dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
+
+
+async def _events(kube: Kube, ns: str, pod: str, reason: str) -> list[str]:
+    listing = await kube.request(
+        "GET", f"/api/v1/namespaces/{ns}/events",
+        params={"fieldSelector": f"involvedObject.name={pod},reason={reason}"},
+    )  # fmt: skip
+    return [e.get("message", "") for e in listing.get("items", [])]
+
+
+async def last_logs(kube: Kube, ns: str, pod: str, container: str, previous: bool = False,
+                    lines: int = 20) -> str:  # fmt: skip
+    params = {"container": container, "tailLines": str(lines)}
+    if previous:
+        params["previous"] = "true"
+    try:
+        text = (await kube.request("GET", f"/api/v1/namespaces/{ns}/pods/{pod}/log",
+                                   params=params)).get("text", "")  # fmt: skip
+    except KubeloopError:
+        return ""
+    if not text.strip():
+        return ""
+    shown = "\n".join(f"    | {line}" for line in text.rstrip().splitlines()[-lines:])
+    return f"\n  last log lines:\n{shown}"
+
+
+async def wait_rollout(
+    kube: Kube,
+    objects: list[Obj],
+    timeout: float,
+    on_progress: Callable[[str], None] = lambda _: None,
+) -> None:
+    """Wait until every workload in ``objects`` is rolled out; raise with the reason of
+    the first failing pod."""
+    workloads = [o for o in objects if o.get("kind") in WORKLOADS]
+    if not workloads:
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        states = []
+        pending = []
+        for obj in workloads:
+            live = await kube.get(_path(obj))
+            if live is None:
+                raise RolloutError(f"{obj['kind']} {obj['metadata']['name']} disappeared")
+            done, counts = progress_of(live)
+            states.append(f"{obj['kind'].lower()}/{obj['metadata']['name']} {counts}")
+            if not done:
+                pending.append(live)
+        on_progress(", ".join(states))
+        if not pending:
+            return
+        for live in pending:
+            for pod in await _pods_of(kube, live):
+                problem = await pod_problem(kube, pod)
+                if problem:
+                    raise RolloutError(
+                        f"rollout failed: {problem}",
+                        "fix it and run again; 'kubectl describe pod' has more",
+                    )
+        if loop.time() > deadline:
+            raise RolloutError(
+                f"rollout not finished after {timeout:.0f}s: {', '.join(states)}",
+                "raise deploy.timeout in kubeloop.yaml, or check the pods",
+            )
+        await asyncio.sleep(0.25)

@@ -1,0 +1,45 @@
+"""Swap artifact names in pod specs for the references kubeloop built."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+Obj = dict[str, Any]
+
+
+def pod_specs(obj: Obj) -> Iterator[Obj]:
+    """Every pod spec inside a workload object (Pod, Deployment, CronJob, ...)."""
+    kind = obj.get("kind")
+    spec = obj.get("spec") or {}
+    if kind == "Pod":
+        yield spec
+    elif kind == "CronJob":
+        template = ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}
+        if template.get("spec"):
+            yield template["spec"]
+    elif isinstance(spec.get("template"), dict) and spec["template"].get("spec"):
+        yield spec["template"]["spec"]
+
+
+def image_name(reference: str) -> str:
+    """``repo/app:tag`` or ``repo/app@sha256:...`` → ``repo/app``."""
+    without_digest = reference.split("@", 1)[0]
+    last_colon = without_digest.rfind(":")
+    if last_colon > without_digest.rfind("/"):
+        return without_digest[:last_colon]
+    return without_digest
+
+
+def replace_images(objects: list[Obj], built: Mapping[str, str]) -> list[str]:
+    """Replace in place; return the artifact names that no manifest used."""
+    used: set[str] = set()
+    for obj in objects:
+        for spec in pod_specs(obj):
+            for key in ("initContainers", "containers", "ephemeralContainers"):
+                for container in spec.get(key) or []:
+                    name = image_name(str(container.get("image", "")))
+                    if name in built:
+                        container["image"] = built[name]
+                        used.add(name)
+    return sorted(set(built) - used)

@@ -1,0 +1,79 @@
+"""Build with Docker and push to the cluster's registry, tagged by content."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubeloop.errors import KubeloopError
+from kubeloop.proc import run
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    image: str  # full reference with tag, as pods should use it
+    tag: str
+    built: bool  # False when the content tag was already in the registry
+
+
+def _dockerignore_patterns(context: Path) -> list[str]:
+    ignore = context / ".dockerignore"
+    if not ignore.exists():
+        return []
+    return [
+        line.strip() for line in ignore.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]  # fmt: skip
+
+
+def content_tag(context: Path, dockerfile: str = "Dockerfile") -> str:
+    """A tag from the bytes of the build context: same sources, same tag."""
+    import fnmatch
+
+    patterns = _dockerignore_patterns(context)
+    digest = hashlib.sha256()
+    for path in sorted(context.rglob("*")):
+        relative = path.relative_to(context).as_posix()
+        if any(fnmatch.fnmatch(relative, p) or relative.startswith(p.rstrip("/") + "/")
+               for p in patterns):  # fmt: skip
+            continue
+        if path.is_file():
+            digest.update(relative.encode() + b"\0" + oct(path.stat().st_mode & 0o111).encode())
+            digest.update(path.read_bytes())
+    digest.update(dockerfile.encode())
+    return "kl-" + digest.hexdigest()[:16]
+
+
+def _builder_env() -> dict[str, str]:
+    # The docker CLI defaults to BuildKit and fails when the buildx plugin is absent
+    # (Debian 12); the classic builder then does the job.
+    has_buildx = any(
+        (Path(d) / "docker-buildx").exists()
+        for d in ("/usr/libexec/docker/cli-plugins", "/usr/lib/docker/cli-plugins",
+                  str(Path.home() / ".docker/cli-plugins"))
+    )  # fmt: skip
+    return {} if has_buildx else {"DOCKER_BUILDKIT": "0"}
+
+
+async def build_and_push(
+    context: Path, repository: str, registry: str, dockerfile: str = "Dockerfile"
+) -> BuildResult:
+    """Build ``context`` as ``registry/repository:<content tag>`` and push it."""
+    if shutil.which("docker") is None:
+        raise KubeloopError("the docker builder needs the docker CLI", "install docker")
+    if not (context / dockerfile).exists():
+        raise KubeloopError(f"no {dockerfile} in {context}", "add one, or point at the right context")
+    tag = content_tag(context, dockerfile)
+    image = f"{registry}/{repository}:{tag}"
+    from kubeloop.images.registry import manifest_exists
+
+    if await manifest_exists(image):
+        return BuildResult(image, tag, built=False)
+    env = {**_builder_env(), "DOCKER_CLI_HINTS": "false"}
+    await run(["docker", "build", "-q", "-f", str(context / dockerfile), "-t", image, str(context)],
+              env={**os.environ, **env}, timeout=1800)  # fmt: skip
+    await run(["docker", "push", "-q", image], timeout=900)
+    return BuildResult(image, tag, built=True)

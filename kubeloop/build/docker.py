@@ -65,7 +65,9 @@ async def build_and_push(
     if shutil.which("docker") is None:
         raise KubeloopError("the docker builder needs the docker CLI", "install docker")
     if not (context / dockerfile).exists():
-        raise KubeloopError(f"no {dockerfile} in {context}", "add one, or point at the right context")
+        raise KubeloopError(
+            f"no {dockerfile} in {context}", "add one, or point at the right context"
+        )
     tag = content_tag(context, dockerfile)
     image = f"{registry}/{repository}:{tag}"
     from kubeloop.images.registry import manifest_exists

@@ -16,7 +16,9 @@ from kubeloop.proc import run
 async def _answers() -> bool:
     if shutil.which("docker") is None:
         return False
-    result = await run(["docker", "info", "--format", "{{.ServerVersion}}"], check=False, timeout=10)
+    result = await run(
+        ["docker", "info", "--format", "{{.ServerVersion}}"], check=False, timeout=10
+    )
     return result.returncode == 0
 
 
@@ -28,7 +30,7 @@ async def ensure_docker_engine(quiet: bool = False) -> None:
     """
     if await _answers():
         return
-    if os.geteuid() != 0 or shutil.which("apt-get") is None and shutil.which("dockerd") is None:
+    if os.geteuid() != 0 or (shutil.which("apt-get") is None and shutil.which("dockerd") is None):
         raise KubeloopError("no Docker engine answers", "start Docker (e.g. 'sudo dockerd &')")
     if shutil.which("dockerd") is None:
         with ui.step("installing docker.io", quiet):
@@ -38,8 +40,14 @@ async def ensure_docker_engine(quiet: bool = False) -> None:
                       env=env, timeout=1200)  # fmt: skip
     log = cache_dir() / "dockerd.log"
     with ui.step("starting the Docker engine", quiet), log.open("ab") as out:
-        subprocess.Popen(["dockerd"], stdout=out, stderr=subprocess.STDOUT,
-                         stdin=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+        # A detached daemon that outlives us: Popen only spawns it, nothing blocks.
+        subprocess.Popen(
+            ["dockerd"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # noqa: ASYNC220
         for _ in range(300):
             if await _answers():
                 return

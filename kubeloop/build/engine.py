@@ -41,13 +41,13 @@ async def ensure_docker_engine(quiet: bool = False) -> None:
     log = cache_dir() / "dockerd.log"
     with ui.step("starting the Docker engine", quiet), log.open("ab") as out:
         # A detached daemon that outlives us: Popen only spawns it, nothing blocks.
-        subprocess.Popen(
+        subprocess.Popen(  # noqa: ASYNC220
             ["dockerd"],
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-        )  # noqa: ASYNC220
+        )
         for _ in range(300):
             if await _answers():
                 return

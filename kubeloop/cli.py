@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -147,6 +148,183 @@ def cluster_seed_image(images: tuple[str, ...], name: str, quiet: bool) -> None:
     for image in images:
         reference = _run(seed_base_image(image, name, quiet))
         click.echo(f"{image} -> {reference}")
+
+
+CONFIG = click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Path of kubeloop.yaml (default: found from the current folder up).",
+)
+ENV = click.option("--env", "environment", help="Environment from kubeloop.yaml (e.g. staging).")
+CLUSTER = click.option(
+    "--cluster",
+    help="kubeloop cluster name (default: the project's context, else the 'kubeloop' cluster).",
+)
+
+
+async def _with_session(config_path: Path | None, environment: str | None, cluster: str | None,
+                        action: Callable[[Any], Awaitable[T]]) -> T:  # fmt: skip
+    from kubeloop.devloop import open_session
+
+    session = await open_session(config_path, environment, cluster)
+    try:
+        return await action(session)
+    finally:
+        await session.close()
+
+
+@main.command()
+@CONFIG
+@ENV
+@CLUSTER
+@click.option("--only", multiple=True, help="Build only this artifact (repeatable).")
+def build(config_path: Path | None, environment: str | None, cluster: str | None,
+          only: tuple[str, ...]) -> None:  # fmt: skip
+    """Build the project's images (in parallel, skipping unchanged ones) and push them."""
+    from kubeloop.ui import console
+
+    def show(image: str, line: str) -> None:
+        console().print(f"[dim]{image} |[/dim] {line}", markup=True, highlight=False)
+
+    async def action(session: Any) -> None:
+        timings = await session.build(set(only) or None, show)
+        for image, reference in session.last_built.items():
+            state = "built" if image in timings.built else "unchanged"
+            click.echo(f"{image}: {reference} ({state})")
+
+    _run(_with_session(config_path, environment, cluster, action))
+
+
+@main.command()
+@CONFIG
+@ENV
+@click.option(
+    "--images/--no-images",
+    default=False,
+    help="Put the content-tagged image references in (computes tags, builds nothing).",
+)
+def render(config_path: Path | None, environment: str | None, images: bool) -> None:
+    """Print the project's rendered manifests for an environment."""
+    from kubeloop.config import load
+    from kubeloop.render import render as render_objects
+    from kubeloop.render import render_yaml
+
+    async def action() -> str:
+        config = load(config_path, environment)
+        built: dict[str, str] = {}
+        if images:
+            from kubeloop.build.artifacts import reference_of
+            from kubeloop.cluster import get_cluster
+
+            registry = get_cluster().registry or "localhost:5000"
+            built = {a.image: await reference_of(config, a, registry)
+                     for a in config.project.artifacts}  # fmt: skip
+        return render_yaml(await render_objects(config, built))
+
+    click.echo(_run(action()), nl=False)
+
+
+@main.command()
+@CONFIG
+@ENV
+@CLUSTER
+@click.option("--no-wait", is_flag=True, help="Do not wait for the rollout.")
+def deploy(config_path: Path | None, environment: str | None, cluster: str | None,
+           no_wait: bool) -> None:  # fmt: skip
+    """Build, render and apply (server-side), prune what left, and wait for the rollout."""
+
+    async def action(session: Any) -> Any:
+        return await session.deploy(wait=not no_wait)
+
+    timings = _run(_with_session(config_path, environment, cluster, action))
+    rebuilt = ", ".join(timings.built) or "none"
+    click.echo(f"deployed (rebuilt: {rebuilt}; build {timings.build:.1f}s, apply "
+               f"{timings.apply:.1f}s, rollout {timings.rollout:.1f}s)")  # fmt: skip
+
+
+@main.command()
+@CONFIG
+@ENV
+@CLUSTER
+def delete(config_path: Path | None, environment: str | None, cluster: str | None) -> None:
+    """Delete exactly what kubeloop deployed for this project."""
+
+    async def action(session: Any) -> list[str]:
+        return list(await session.delete())
+
+    removed = _run(_with_session(config_path, environment, cluster, action))
+    for ref in removed:
+        click.echo(f"deleted {ref}")
+    click.echo(f"{len(removed)} objects deleted")
+
+
+@main.command()
+@CONFIG
+@ENV
+@CLUSTER
+@click.option(
+    "--cleanup/--no-cleanup",
+    default=None,
+    help="Delete what dev deployed when it stops (default: dev.cleanup in the config).",
+)
+def dev(config_path: Path | None, environment: str | None, cluster: str | None,
+        cleanup: bool | None) -> None:  # fmt: skip
+    """Build, deploy, then watch: rebuild and redeploy what changes, with port-forwards
+    and merged logs. Ctrl-C stops."""
+    from kubeloop.devloop.dev import DevLoop
+
+    async def action(session: Any) -> None:
+        if cleanup is not None:
+            session.config.project.dev.cleanup = cleanup
+        await DevLoop(session).run()
+
+    _run(_with_session(config_path, environment, cluster, action))
+
+
+@main.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--name", help="Project name (default: the folder's name).")
+@click.option("--port", type=int, help="Port the service listens on (default per language).")
+def init(directory: Path, name: str | None, port: int | None) -> None:
+    """Detect a Python, Node or Go service and write a Dockerfile, manifests and
+    kubeloop.yaml (existing files are never overwritten)."""
+    from kubeloop.init import init_project
+
+    async def action() -> list[Path]:
+        return init_project(directory, name, port)
+
+    for path in _run(action()):
+        click.echo(f"wrote {path}")
+
+
+@main.group()
+def config() -> None:
+    """Inspect kubeloop.yaml."""
+
+
+@config.command("schema")
+def config_schema() -> None:
+    """Print the JSON Schema of kubeloop.yaml (for editor completion)."""
+    import json
+
+    from kubeloop.config import json_schema
+
+    click.echo(json.dumps(json_schema(), indent=2))
+
+
+@config.command("check")
+@CONFIG
+@ENV
+def config_check(config_path: Path | None, environment: str | None) -> None:
+    """Validate kubeloop.yaml (and an environment's overrides)."""
+    from kubeloop.config import load
+
+    async def action() -> Any:
+        return load(config_path, environment)
+
+    loaded = _run(action())
+    click.echo(f"{loaded.path}: valid ({len(loaded.project.artifacts)} artifacts)")
 
 
 def _guard(call: Callable[[], T]) -> T:

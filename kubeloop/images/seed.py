@@ -42,7 +42,22 @@ _PYTHON = SeedRecipe(
         "rm -f /usr/lib/python3*/EXTERNALLY-MANAGED",
     ),
 )
+_NODE = SeedRecipe(
+    ("nodejs", "npm", "ca-certificates"),
+    ImageConfig(cmd=["node"], env={"NODE_ENV": "production"}),
+)
+_GOLANG = SeedRecipe(
+    ("golang-1.19-go", "ca-certificates", "git"),
+    ImageConfig(cmd=["bash"], env={"GOPATH": "/go", "GOTOOLCHAIN": "local"}),
+    fixups=(
+        "ln -sf /usr/lib/go-1.19/bin/go /usr/local/bin/go",
+        "ln -sf /usr/lib/go-1.19/bin/gofmt /usr/local/bin/gofmt",
+    ),
+)
 SEED_RECIPES: dict[str, SeedRecipe] = {
+    "node:18-slim": _NODE,
+    "node:18": _NODE,
+    "golang:1.19": _GOLANG,
     "debian:bookworm-slim": _DEBIAN,
     "debian:bookworm": _DEBIAN,
     "debian:12-slim": _DEBIAN,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, cast
 
@@ -129,6 +129,21 @@ class Kube:
                 return False
             raise
         return True
+
+    async def stream_lines(
+        self, path: str, params: Mapping[str, str] | None = None
+    ) -> AsyncIterator[str]:
+        """Yield the lines of a streaming response (pod logs with follow=true)."""
+        base, _, last = path.rpartition("/")
+        async with self._api.call_api(
+            "GET", version="", base=base, url=last, stream=True, raise_for_status=False,
+            params=dict(params or {}),
+        ) as response:  # fmt: skip
+            if response.status_code >= 400:
+                await response.aread()
+                _decode("GET", path, response)
+            async for line in response.aiter_lines():
+                yield line
 
     async def version(self) -> Obj:
         return cast(Obj, await self._api.version())

@@ -139,6 +139,18 @@ def _label(objects: list[Obj], project: str) -> None:
         labels.setdefault(MANAGED_BY, "kubeloop")
         labels[PROJECT_LABEL] = project
         obj["metadata"]["labels"] = labels
+        # Pods carry the project label too, so logs and port-forwards can find them.
+        for template in _pod_templates(obj):
+            template.setdefault("metadata", {}).setdefault("labels", {})[PROJECT_LABEL] = project
+
+
+def _pod_templates(obj: Obj) -> list[Obj]:
+    spec = obj.get("spec") or {}
+    if obj.get("kind") == "CronJob":
+        inner = ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template")
+        return [inner] if isinstance(inner, dict) else []
+    template = spec.get("template")
+    return [template] if isinstance(template, dict) and "spec" in template else []
 
 
 async def render(config: LoadedConfig, built: Mapping[str, str] | None = None) -> list[Obj]:

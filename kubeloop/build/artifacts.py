@@ -1,0 +1,105 @@
+"""Build a project's artifacts: content tags, skip what the registry has, build the rest
+in parallel with docker, buildah or podman, stream their output, push."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubeloop.build.docker import BuildResult, _builder_env, content_tag
+from kubeloop.config import Artifact, LoadedConfig
+from kubeloop.errors import KubeloopError
+from kubeloop.images.registry import manifest_exists
+from kubeloop.proc import run, run_streaming
+
+OnLine = Callable[[str, str], None]  # (artifact image, output line)
+
+
+@dataclass(frozen=True)
+class Built:
+    artifact: Artifact
+    result: BuildResult
+    seconds: float
+
+
+def repository_for(project: str, image: str) -> str:
+    return f"{project}/{image}"
+
+
+def _build_argv(artifact: Artifact, context: Path, image: str) -> list[str]:
+    dockerfile = str(context / artifact.dockerfile)
+    args = [f"--build-arg={k}={v}" for k, v in artifact.build_args.items()]
+    if artifact.builder == "docker":
+        return ["docker", "build", "-f", dockerfile, "-t", image, *args, str(context)]
+    # buildah and podman: Docker Hub names resolve to the cluster registry via the
+    # registries.conf kubeloop writes (see _registries_conf), like the cluster does.
+    tool = artifact.builder
+    verb = ["bud"] if tool == "buildah" else ["build"]
+    return [tool, *verb, "--layers", "-f", dockerfile, "-t", image, *args, str(context)]
+
+
+def _push_argv(artifact: Artifact, image: str) -> list[str]:
+    if artifact.builder == "docker":
+        return ["docker", "push", "-q", image]
+    return [artifact.builder, "push", "--tls-verify=false", image]
+
+
+def _registries_conf(registry: str) -> Path:
+    from kubeloop.paths import cache_dir
+
+    path = cache_dir() / "registries.conf"
+    path.write_text(
+        'unqualified-search-registries = ["docker.io"]\n'
+        f'[[registry]]\nprefix = "docker.io"\nlocation = "{registry}"\ninsecure = true\n'
+        f'[[registry]]\nlocation = "{registry}"\ninsecure = true\n'
+    )
+    return path
+
+
+async def build_artifact(
+    config: LoadedConfig, artifact: Artifact, registry: str, on_line: OnLine
+) -> Built:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    context = (config.root / artifact.context).resolve()
+    if not (context / artifact.dockerfile).exists():
+        raise KubeloopError(f"artifact '{artifact.image}': no {artifact.dockerfile} in {context}",
+                            "fix 'context' or 'dockerfile' in kubeloop.yaml")  # fmt: skip
+    if shutil.which(artifact.builder) is None:
+        raise KubeloopError(f"artifact '{artifact.image}' uses the {artifact.builder} builder, "
+                            f"which is not installed",
+                            f"install {artifact.builder}, or set builder: in kubeloop.yaml")  # fmt: skip
+    tag = content_tag(context, artifact.dockerfile + repr(sorted(artifact.build_args.items())))
+    image = f"{registry}/{repository_for(config.project.name, artifact.image)}:{tag}"
+    if await manifest_exists(image):
+        return Built(artifact, BuildResult(image, tag, built=False), loop.time() - started)
+    env = {**os.environ, **_builder_env(), "DOCKER_CLI_HINTS": "false"}
+    if artifact.builder != "docker":
+        env["CONTAINERS_REGISTRIES_CONF"] = str(_registries_conf(registry))
+    await run_streaming(_build_argv(artifact, context, image),
+                        lambda line: on_line(artifact.image, line), env=env)  # fmt: skip
+    await run(_push_argv(artifact, image), env=env, timeout=900)
+    return Built(artifact, BuildResult(image, tag, built=True), loop.time() - started)
+
+
+async def build_all(
+    config: LoadedConfig,
+    registry: str,
+    only: set[str] | None = None,
+    on_line: OnLine = lambda _i, _l: None,
+) -> list[Built]:
+    """Build (in parallel) every artifact, or those named in ``only``."""
+    artifacts = [a for a in config.project.artifacts if only is None or a.image in only]
+    return list(await asyncio.gather(*(build_artifact(config, a, registry, on_line)
+                                       for a in artifacts)))  # fmt: skip
+
+
+async def reference_of(config: LoadedConfig, artifact: Artifact, registry: str) -> str:
+    """The reference an artifact has for its current sources (built or not)."""
+    context = (config.root / artifact.context).resolve()
+    tag = content_tag(context, artifact.dockerfile + repr(sorted(artifact.build_args.items())))
+    return f"{registry}/{repository_for(config.project.name, artifact.image)}:{tag}"

@@ -1,0 +1,122 @@
+"""``kubeloop dev``: build, deploy, then watch; rebuild and redeploy only what changed,
+with port-forwards and merged logs running throughout."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kubeloop import ui
+from kubeloop.devloop.logs import LogStreamer, Printer, rich_printer
+from kubeloop.devloop.portforward import Forwarder
+from kubeloop.devloop.session import Session
+from kubeloop.errors import KubeloopError
+
+ALWAYS_IGNORED = {".git", ".venv", "venv", "node_modules", "__pycache__", ".mypy_cache",
+                  ".pytest_cache", ".ruff_cache", ".idea", ".vscode"}  # fmt: skip
+
+
+@dataclass
+class Iteration:
+    """What one change caused, with kubeloop's own share of the time."""
+
+    changed: list[str]
+    rebuilt: list[str]
+    total: float
+    build: float
+    rollout: float
+
+    @property
+    def overhead(self) -> float:
+        return self.total - self.build - self.rollout
+
+
+@dataclass
+class DevLoop:
+    session: Session
+    printer: Printer = rich_printer
+    on_iteration: Callable[[Iteration], None] = lambda _: None
+    forwarders: list[Forwarder] = field(default_factory=list)
+
+    def affected(self, paths: set[str]) -> tuple[set[str], bool]:
+        """(artifacts whose context holds a changed file, whether manifests changed)."""
+        root = self.session.config.root
+        artifacts: set[str] = set()
+        redeploy = False
+        for raw in paths:
+            path = Path(raw).resolve()
+            if path == self.session.config.path:
+                redeploy = True
+                continue
+            owners = {
+                artifact.image
+                for artifact in self.session.config.project.artifacts
+                if path.is_relative_to((root / artifact.context).resolve())
+            }
+            artifacts |= owners
+            if not owners:
+                redeploy = True  # manifests, templates, values files
+        return artifacts, redeploy
+
+    def _watch_filter(self, _change: object, path: str) -> bool:
+        parts = set(Path(path).parts)
+        ignored = ALWAYS_IGNORED | set(self.session.config.project.dev.ignore)
+        return not (parts & ignored) and not path.endswith((".swp", "~", ".tmp"))
+
+    async def iterate(self, changed: set[str]) -> Iteration | None:
+        artifacts, redeploy = self.affected(changed)
+        if not artifacts and not redeploy:
+            return None
+        if self.session.config.path.as_posix() in changed:
+            from kubeloop.config import load
+
+            self.session.config = load(self.session.config.path, self.session.config.environment)
+        started = time.monotonic()
+        timings = await self.session.deploy(only=artifacts or set(), quiet=True)
+        iteration = Iteration(sorted(changed), timings.built, time.monotonic() - started,
+                              timings.build, timings.rollout)  # fmt: skip
+        self.on_iteration(iteration)
+        return iteration
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        from watchfiles import awatch
+
+        session = self.session
+        await session.deploy()
+        project = session.config.project
+        tasks = [asyncio.create_task(LogStreamer(session.kube, session.namespace, project.name,
+                                                 self.printer).run())]  # fmt: skip
+        for spec in project.port_forward:
+            forwarder = Forwarder(spec, session.namespace, session.cluster.kubeconfig,
+                                  session.cluster.context, ui.info)  # fmt: skip
+            self.forwarders.append(forwarder)
+            tasks.append(asyncio.create_task(forwarder.run()))
+        ui.info(f"[bold]watching {session.config.root}[/bold] — Ctrl-C to stop")
+        stop = stop or asyncio.Event()
+        try:
+            async for changes in awatch(session.config.root, watch_filter=self._watch_filter,
+                                        debounce=project.dev.debounce_ms, step=10,
+                                        stop_event=stop):  # fmt: skip
+                paths = {path for _change, path in changes}
+                try:
+                    iteration = await self.iterate(paths)
+                except KubeloopError as exc:
+                    ui.warn(f"{exc.message}" + (f"\n  fix: {exc.hint}" if exc.hint else ""))
+                    continue
+                if iteration:
+                    rebuilt = ", ".join(iteration.rebuilt) or "nothing rebuilt"
+                    ui.info(f"[green]updated[/green] in {iteration.total:.1f}s ({rebuilt}; "
+                            f"kubeloop overhead {iteration.overhead:.2f}s)")  # fmt: skip
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if project.dev.cleanup:
+                removed = await session.delete()
+                ui.info(f"removed {len(removed)} objects that dev deployed")

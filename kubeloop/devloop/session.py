@@ -1,0 +1,124 @@
+"""One project against one cluster: what every command of the core loop shares."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubeloop import ui
+from kubeloop.cluster import ClusterInfo, get_cluster, list_records
+from kubeloop.config import LoadedConfig, load
+from kubeloop.errors import KubeloopError
+from kubeloop.kube import Kube
+
+Obj = dict[str, Any]
+
+
+@dataclass
+class Timings:
+    build: float = 0.0
+    render: float = 0.0
+    apply: float = 0.0
+    rollout: float = 0.0
+    built: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Session:
+    config: LoadedConfig
+    cluster: ClusterInfo
+    kube: Kube
+    last_built: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def registry(self) -> str:
+        if not self.cluster.registry:
+            raise KubeloopError(
+                f"cluster '{self.cluster.name}' has no registry to push to",
+                "use a kubeloop-created cluster, or adopt one with --registry",
+            )
+        return self.cluster.registry
+
+    @property
+    def namespace(self) -> str:
+        return self.config.project.namespace
+
+    async def build(self, only: set[str] | None = None,
+                    on_line: Callable[[str, str], None] = lambda _i, _l: None) -> Timings:  # fmt: skip
+        from kubeloop.build.artifacts import build_all, reference_of
+
+        timings = Timings()
+        started = time.monotonic()
+        results = await build_all(self.config, self.registry, only, on_line)
+        for built in results:
+            self.last_built[built.artifact.image] = built.result.image
+            if built.result.built:
+                timings.built.append(built.artifact.image)
+        for artifact in self.config.project.artifacts:  # ones not rebuilt this time
+            if artifact.image not in self.last_built:
+                self.last_built[artifact.image] = await reference_of(self.config, artifact,
+                                                                     self.registry)  # fmt: skip
+        timings.build = time.monotonic() - started
+        return timings
+
+    async def render(self) -> list[Obj]:
+        from kubeloop.render import render
+
+        return await render(self.config, self.last_built)
+
+    async def deploy(self, wait: bool = True, quiet: bool = False,
+                     only: set[str] | None = None) -> Timings:  # fmt: skip
+        from kubeloop.deploy import deploy
+
+        timings = await self.build(only)
+        started = time.monotonic()
+        objects = await self.render()
+        timings.render = time.monotonic() - started
+        started = time.monotonic()
+        with ui.step(f"deploying {self.config.project.name} to {self.namespace}", quiet) as step:
+            await deploy(self.kube, objects, self.config.project.name, self.namespace,
+                         prune=self.config.project.deploy.prune,
+                         timeout=self.config.project.deploy.timeout, wait=False)  # fmt: skip
+            timings.apply = time.monotonic() - started
+            if wait:
+                from kubeloop.deploy import wait_rollout
+
+                started = time.monotonic()
+                await wait_rollout(self.kube, objects, self.config.project.deploy.timeout,
+                                   step.detail)  # fmt: skip
+                timings.rollout = time.monotonic() - started
+        return timings
+
+    async def delete(self) -> list[str]:
+        from kubeloop.deploy import delete_project
+
+        refs = await delete_project(self.kube, self.config.project.name, self.namespace)
+        return [str(r) for r in refs]
+
+    async def close(self) -> None:
+        await self.kube.close()
+
+
+def _cluster_for(config: LoadedConfig, cluster_name: str | None) -> ClusterInfo:
+    if cluster_name:
+        return get_cluster(cluster_name)
+    context = config.project.context
+    if context:
+        for record in list_records():
+            if record.context == context:
+                return record
+        from kubeloop.paths import default_kubeconfig
+
+        return ClusterInfo(context, "existing", str(default_kubeconfig()), context)
+    return get_cluster()
+
+
+async def open_session(config_path: Path | None = None, environment: str | None = None,
+                       cluster: str | None = None) -> Session:  # fmt: skip
+    config = load(config_path, environment)
+    info = _cluster_for(config, cluster)
+    kube = await Kube.connect(info.kubeconfig, info.context)
+    return Session(config, info, kube)

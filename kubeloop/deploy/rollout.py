@@ -121,6 +121,26 @@ async def last_logs(kube: Kube, ns: str, pod: str, container: str, previous: boo
     return f"\n  last log lines:\n{shown}"
 
 
+async def _service_has_endpoints(kube: Kube, svc: Obj) -> bool:
+    """A Service whose selector matches pods counts as ready once one endpoint is ready:
+    until then, clients of the Service get 'connection refused'."""
+    ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
+    selector = ",".join(f"{k}={v}" for k, v in svc["spec"]["selector"].items())
+    pods = await kube.request("GET", f"/api/v1/namespaces/{ns}/pods",
+                              params={"labelSelector": selector})  # fmt: skip
+    if not pods.get("items"):
+        return True  # nothing behind it (yet): not ours to wait for
+    slices = await kube.request(
+        "GET", f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices",
+        params={"labelSelector": f"kubernetes.io/service-name={name}"},
+    )  # fmt: skip
+    return any(
+        (endpoint.get("conditions") or {}).get("ready")
+        for item in slices.get("items", [])
+        for endpoint in item.get("endpoints") or []
+    )
+
+
 async def wait_rollout(
     kube: Kube,
     objects: list[Obj],
@@ -130,6 +150,9 @@ async def wait_rollout(
     """Wait until every workload in ``objects`` is rolled out; raise with the reason of
     the first failing pod."""
     workloads = [o for o in objects if o.get("kind") in WORKLOADS]
+    services = [
+        o for o in objects if o.get("kind") == "Service" and (o.get("spec") or {}).get("selector")
+    ]
     if not workloads:
         return
     loop = asyncio.get_running_loop()
@@ -145,10 +168,16 @@ async def wait_rollout(
             states.append(f"{obj['kind'].lower()}/{obj['metadata']['name']} {counts}")
             if not done:
                 pending.append(live)
+        for svc in services:
+            if not await _service_has_endpoints(kube, svc):
+                states.append(f"service/{svc['metadata']['name']} 0 endpoints")
+                pending.append(svc)
         on_progress(", ".join(states))
         if not pending:
             return
         for live in pending:
+            if live.get("kind") == "Service":
+                continue
             for pod in await _pods_of(kube, live):
                 problem = await pod_problem(kube, pod)
                 if problem:

@@ -91,8 +91,8 @@ class DevLoop:
         tasks = [asyncio.create_task(LogStreamer(session.kube, session.namespace, project.name,
                                                  self.printer).run())]  # fmt: skip
         for spec in project.port_forward:
-            forwarder = Forwarder(spec, session.namespace, session.cluster.kubeconfig,
-                                  session.cluster.context, ui.info)  # fmt: skip
+            forwarder = Forwarder(spec, session.namespace, session.kube,
+                                  session.cluster.kubeconfig, session.cluster.context, ui.info)  # fmt: skip
             self.forwarders.append(forwarder)
             tasks.append(asyncio.create_task(forwarder.run()))
         ui.info(f"[bold]watching {session.config.root}[/bold] — Ctrl-C to stop")

@@ -89,16 +89,20 @@ def render_templates(root: Path, patterns: list[str], context: Mapping[str, Any]
 
 
 def kubectl_command() -> str:
-    found = shutil.which("kubectl")
-    if found:
-        return found
+    """kubeloop's own kubectl (the cluster's version) when cached, else the one on PATH."""
     from kubeloop.cluster.native.binaries import components
 
     for component in components():
         candidate = component.bin_dir / "kubectl"
         if candidate.exists():
             return str(candidate)
-    raise KubeloopError("kustomize rendering needs kubectl", "install kubectl")
+    found = shutil.which("kubectl")
+    if found:
+        return found
+    raise KubeloopError(
+        "this needs kubectl, which is not installed",
+        "install kubectl, or create a native cluster (it brings one)",
+    )
 
 
 async def render_kustomize(root: Path, directories: list[str]) -> list[Obj]:

@@ -3,7 +3,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "app"))
 
-from server import add, parse_add_path  # noqa: E402
+from server import add, parse_add_path
 
 
 def test_add() -> None:

@@ -1,0 +1,242 @@
+"""The core loop on the real cluster: deploy the examples, prune, delete exactly what was
+deployed, explain failing pods, and the dev loop's rebuild + port-forward + logs."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from kubeloop.cluster import ClusterInfo
+from kubeloop.deploy import RolloutError
+from kubeloop.devloop import open_session
+from kubeloop.devloop.dev import DevLoop
+from kubeloop.devloop.portforward import Forwarder
+from kubeloop.kube import Kube
+from kubeloop.proc import run
+from tests.integration.conftest import CLUSTER
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
+
+
+def copy_example(name: str, target: Path, namespace: str) -> Path:
+    """A private copy of an example, in its own namespace."""
+    folder = target / name
+    shutil.copytree(EXAMPLES / name, folder)
+    config = folder / "kubeloop.yaml"
+    text = config.read_text()
+    lines = [f"namespace: {namespace}" if line.startswith("namespace:") else line
+             for line in text.splitlines()]  # fmt: skip
+    if not any(line.startswith("namespace:") for line in lines):
+        lines.insert(1, f"namespace: {namespace}")
+    config.write_text("\n".join(lines) + "\n")
+    return folder
+
+
+async def get_json(url: str) -> dict[str, object]:
+    async with httpx.AsyncClient(timeout=5) as client:
+        reply = await client.get(url)
+    reply.raise_for_status()
+    return dict(reply.json())
+
+
+async def service_url(kube: Kube, namespace: str, name: str) -> str:
+    svc = await kube.get(f"/api/v1/namespaces/{namespace}/services/{name}")
+    assert svc is not None
+    return f"http://{svc['spec']['clusterIP']}"
+
+
+async def test_two_services_talk_through_dns_and_redeploy_is_a_no_op(
+    tmp_path: Path, namespace: str, kube: Kube, docker_engine: None, cluster: ClusterInfo
+) -> None:
+    folder = copy_example("stocks", tmp_path, namespace)
+    session = await open_session(folder / "kubeloop.yaml", cluster=CLUSTER)
+    try:
+        await session.deploy(quiet=True)
+        url = await service_url(kube, namespace, "consumer")
+        averages: dict[str, object] = {}
+        for _ in range(50):
+            averages = dict((await get_json(f"{url}/average"))["averages"])  # type: ignore[call-overload]
+            if len(averages) == 3:
+                break
+            await asyncio.sleep(0.2)
+        assert set(averages) == {"ACME", "GLOBEX", "INITECH"}
+        again = await session.deploy(quiet=True)
+        assert again.built == []  # same sources: no build, same tags, nothing to roll
+    finally:
+        await session.close()
+
+
+async def test_prune_and_delete_touch_only_what_kubeloop_applied(
+    tmp_path: Path, namespace: str, kube: Kube, docker_engine: None
+) -> None:
+    folder = copy_example("add", tmp_path, namespace)
+    extra = folder / "k8s" / "extra.yaml"
+    extra.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: extra}\ndata: {a: '1'}\n")
+    foreign = {"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "not-ours", "namespace": namespace}}  # fmt: skip
+    await kube.apply(foreign)
+    session = await open_session(folder / "kubeloop.yaml", cluster=CLUSTER)
+    try:
+        await session.deploy(quiet=True)
+        reply = await get_json(f"{await service_url(kube, namespace, 'add')}/add/2/40")
+        assert reply["sum"] == 42
+        cm_path = f"/api/v1/namespaces/{namespace}/configmaps"
+        assert await kube.get(f"{cm_path}/extra") is not None
+
+        extra.unlink()
+        await session.deploy(quiet=True)
+        assert await kube.get(f"{cm_path}/extra") is None  # pruned
+
+        removed = await session.delete()
+        assert sorted(removed) == sorted([f"deployment/add -n {namespace}",
+                                          f"service/add -n {namespace}"])  # fmt: skip
+        assert await kube.get(f"{cm_path}/not-ours") is not None
+        assert await kube.get(f"{cm_path}/kubeloop-inventory-add") is None
+    finally:
+        await session.close()
+
+
+def _broken_project(folder: Path, namespace: str, container: str) -> Path:
+    folder.mkdir()
+    (folder / "kubeloop.yaml").write_text(
+        f"name: broken\nnamespace: {namespace}\nmanifests: {{raw: [app.yaml]}}\n"
+        "deploy: {timeout: 60}\n"
+    )
+    (folder / "app.yaml").write_text(f"""apiVersion: apps/v1
+kind: Deployment
+metadata: {{name: broken}}
+spec:
+  selector: {{matchLabels: {{app: broken}}}}
+  template:
+    metadata: {{labels: {{app: broken}}}}
+    spec:
+      terminationGracePeriodSeconds: 0
+      containers: [{container}]
+""")
+    return folder / "kubeloop.yaml"
+
+
+@pytest.mark.parametrize(
+    ("container", "expected"),
+    [
+        ("{name: app, image: 'localhost:5000/does/not-exist:1'}", "the image cannot be pulled"),
+        (
+            "{name: app, image: 'python:3.11-slim', command: [python3, -c, "
+            "\"print('config file missing: /etc/app.conf'); raise SystemExit(3)\"]}",
+            "the container keeps crashing",
+        ),
+    ],
+    ids=["image-pull", "crash-loop"],
+)
+async def test_failing_pods_are_explained(
+    tmp_path: Path, namespace: str, container: str, expected: str
+) -> None:
+    config = _broken_project(tmp_path / "broken", namespace, container)
+    session = await open_session(config, cluster=CLUSTER)
+    try:
+        with pytest.raises(RolloutError) as caught:
+            await session.deploy(quiet=True)
+    finally:
+        await session.close()
+    message = caught.value.message
+    assert "pod broken-" in message and expected in message
+    if "crashing" in expected:
+        assert "config file missing: /etc/app.conf" in message  # the last log lines
+
+
+async def test_dev_loop_rebuilds_and_keeps_forward_and_logs(
+    tmp_path: Path, namespace: str, docker_engine: None
+) -> None:
+    folder = copy_example("add", tmp_path, namespace)
+    config = folder / "kubeloop.yaml"
+    config.write_text(config.read_text().replace("localPort: 8000", "localPort: 18411"))
+    session = await open_session(config, cluster=CLUSTER)
+    lines: list[tuple[str, str]] = []
+    iterations = []
+    loop = DevLoop(session, printer=lambda prefix, _c, line: lines.append((prefix, line)),
+                   on_iteration=iterations.append)  # fmt: skip
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+    try:
+        for _ in range(300):
+            if loop.forwarders and loop.forwarders[0].ready.is_set():
+                break
+            await asyncio.sleep(0.1)
+        forwarder: Forwarder = loop.forwarders[0]
+        assert (await get_json("http://127.0.0.1:18411/add/1/2"))["sum"] == 3
+        first_pod = forwarder.current_pod
+
+        server = folder / "app" / "server.py"
+        # A key unique to this run, so the content tag is new and a real build happens.
+        key = f"sum_{namespace.replace('-', '_')}"
+        server.write_text(server.read_text().replace('"sum":', f'"{key}":'))
+        reply: dict[str, object] = {}
+        for _ in range(300):
+            await asyncio.sleep(0.1)
+            try:
+                reply = await get_json("http://127.0.0.1:18411/add/1/2")
+            except (httpx.HTTPError, ValueError):
+                continue
+            if key in reply:
+                break
+        assert reply.get(key) == 3
+        assert forwarder.current_pod != first_pod and forwarder.moves >= 1
+        for _ in range(100):  # the forward may move before deploy() returns
+            if iterations:
+                break
+            await asyncio.sleep(0.1)
+        assert iterations and iterations[0].rebuilt == ["add"]
+        assert any(p.startswith(str(forwarder.current_pod)) and "add 1.0 2.0" in line
+                   for p, line in lines)  # fmt: skip
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await session.close()
+
+
+async def test_init_generates_a_project_that_deploys(
+    tmp_path: Path, namespace: str, kube: Kube, docker_engine: None
+) -> None:
+    service = tmp_path / "greeter"
+    service.mkdir()
+    (service / "main.py").write_text(
+        "import http.server, os\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        self.send_response(200); self.end_headers(); self.wfile.write(b'greetings')\n"
+        "http.server.HTTPServer(('', int(os.environ['PORT'])), H).serve_forever()\n"
+    )
+    result = await run([sys.executable, "-m", "kubeloop", "init", str(service)])
+    assert "wrote" in result.stdout
+    config = service / "kubeloop.yaml"
+    config.write_text(
+        config.read_text().replace("name: greeter", f"name: greeter\nnamespace: {namespace}")
+    )
+    session = await open_session(config, cluster=CLUSTER)
+    try:
+        await session.deploy(quiet=True)
+    finally:
+        await session.close()
+    url = await service_url(kube, namespace, "greeter")
+    text = ""
+    async with httpx.AsyncClient(timeout=5) as client:
+        for _ in range(50):  # kube-proxy programs a new Service within about a second
+            try:
+                text = (await client.get(url)).text
+                break
+            except httpx.HTTPError:
+                await asyncio.sleep(0.1)
+    assert text == "greetings"
+
+
+def test_the_add_example_passes_its_own_tests_and_linter() -> None:
+    example = EXAMPLES / "add"
+    subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                    str(example / "tests")], check=True, cwd=example)  # fmt: skip
+    subprocess.run([sys.executable, "-m", "ruff", "check", str(example)], check=True)

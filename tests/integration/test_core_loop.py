@@ -38,9 +38,18 @@ def copy_example(name: str, target: Path, namespace: str) -> Path:
     return folder
 
 
-async def get_json(url: str) -> dict[str, object]:
+async def get_json(url: str, attempts: int = 1) -> dict[str, object]:
+    """GET JSON; with attempts > 1, retry refused connections (kube-proxy programs a new
+    Service's rules shortly after its endpoints are ready)."""
     async with httpx.AsyncClient(timeout=5) as client:
-        reply = await client.get(url)
+        for attempt in range(attempts):
+            try:
+                reply = await client.get(url)
+                break
+            except httpx.ConnectError:
+                if attempt == attempts - 1:
+                    raise
+                await asyncio.sleep(0.1)
     reply.raise_for_status()
     return dict(reply.json())
 
@@ -61,7 +70,7 @@ async def test_two_services_talk_through_dns_and_redeploy_is_a_no_op(
         url = await service_url(kube, namespace, "consumer")
         averages: dict[str, object] = {}
         for _ in range(50):
-            averages = dict((await get_json(f"{url}/average"))["averages"])  # type: ignore[call-overload]
+            averages = dict((await get_json(f"{url}/average", 50))["averages"])  # type: ignore[call-overload]
             if len(averages) == 3:
                 break
             await asyncio.sleep(0.2)
@@ -84,7 +93,7 @@ async def test_prune_and_delete_touch_only_what_kubeloop_applied(
     session = await open_session(folder / "kubeloop.yaml", cluster=CLUSTER)
     try:
         await session.deploy(quiet=True)
-        reply = await get_json(f"{await service_url(kube, namespace, 'add')}/add/2/40")
+        reply = await get_json(f"{await service_url(kube, namespace, 'add')}/add/2/40", 50)
         assert reply["sum"] == 42
         cm_path = f"/api/v1/namespaces/{namespace}/configmaps"
         assert await kube.get(f"{cm_path}/extra") is not None
@@ -192,8 +201,16 @@ async def test_dev_loop_rebuilds_and_keeps_forward_and_logs(
                 break
             await asyncio.sleep(0.1)
         assert iterations and iterations[0].rebuilt == ["add"]
-        assert any(p.startswith(str(forwarder.current_pod)) and "add 1.0 2.0" in line
-                   for p, line in lines)  # fmt: skip
+
+        def new_pod_logged() -> bool:
+            return any(p.startswith(str(forwarder.current_pod)) and "add 1.0 2.0" in line
+                       for p, line in lines)  # fmt: skip
+
+        for _ in range(100):  # the log stream of the new pod follows within a moment
+            if new_pod_logged():
+                break
+            await asyncio.sleep(0.1)
+        assert new_pod_logged(), lines
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)

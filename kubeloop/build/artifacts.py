@@ -77,6 +77,10 @@ async def build_artifact(
     image = f"{registry}/{repository_for(config.project.name, artifact.image)}:{tag}"
     if await manifest_exists(image):
         return Built(artifact, BuildResult(image, tag, built=False), loop.time() - started)
+    if artifact.builder == "docker":
+        from kubeloop.build.engine import ensure_docker_engine
+
+        await ensure_docker_engine(quiet=True)
     env = {**os.environ, **_builder_env(), "DOCKER_CLI_HINTS": "false"}
     if artifact.builder != "docker":
         env["CONTAINERS_REGISTRIES_CONF"] = str(_registries_conf(registry))

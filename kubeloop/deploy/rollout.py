@@ -190,4 +190,4 @@ async def wait_rollout(
                 f"rollout not finished after {timeout:.0f}s: {', '.join(states)}",
                 "raise deploy.timeout in kubeloop.yaml, or check the pods",
             )
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(0.1)

@@ -58,6 +58,48 @@ def _builder_env() -> dict[str, str]:
     return {} if has_buildx else {"DOCKER_BUILDKIT": "0"}
 
 
+def base_images(dockerfile: Path) -> list[str]:
+    """Images named in FROM lines, without build stages and scratch."""
+    stages: set[str] = set()
+    images: list[str] = []
+    for line in dockerfile.read_text().splitlines():
+        parts = line.split()
+        if len(parts) < 2 or parts[0].upper() != "FROM":
+            continue
+        words = [w for w in parts[1:] if not w.startswith("--")]
+        if not words:
+            continue
+        image = words[0]
+        if len(words) >= 3 and words[1].upper() == "AS":
+            stages.add(words[2].lower())
+        if image.lower() not in stages and image != "scratch" and "$" not in image:
+            images.append(image)
+    return images
+
+
+def _is_docker_hub_name(image: str) -> bool:
+    first = image.split("/", 1)[0]
+    return "/" not in image or not ("." in first or ":" in first or first == "localhost")
+
+
+async def ensure_bases_in_docker(dockerfile: Path, registry: str) -> None:
+    """Give the local Docker engine the Dockerfile's Docker Hub base images from the
+    cluster registry (where 'kubeloop cluster seed-image' put them), so a build works
+    offline even when the engine started after the seeding."""
+    from kubeloop.images.registry import manifest_exists
+    from kubeloop.images.seed import registry_reference
+
+    for image in base_images(dockerfile):
+        if not _is_docker_hub_name(image):
+            continue
+        if (await run(["docker", "image", "inspect", image], check=False)).returncode == 0:
+            continue
+        mirrored = registry_reference(image, registry)
+        if await manifest_exists(mirrored):
+            await run(["docker", "pull", "-q", mirrored], timeout=600)
+            await run(["docker", "tag", mirrored, image])
+
+
 async def build_and_push(
     context: Path, repository: str, registry: str, dockerfile: str = "Dockerfile"
 ) -> BuildResult:
@@ -75,6 +117,7 @@ async def build_and_push(
     if await manifest_exists(image):
         return BuildResult(image, tag, built=False)
     env = {**_builder_env(), "DOCKER_CLI_HINTS": "false"}
+    await ensure_bases_in_docker(context / dockerfile, registry)
     await run(["docker", "build", "-q", "-f", str(context / dockerfile), "-t", image, str(context)],
               env={**os.environ, **env}, timeout=1800)  # fmt: skip
     await run(["docker", "push", "-q", image], timeout=900)

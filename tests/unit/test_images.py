@@ -41,3 +41,14 @@ def test_content_tag_follows_sources_and_dockerignore(tmp_path: Path) -> None:
     assert content_tag(tmp_path) == first
     (tmp_path / "app.py").write_text("print(2)\n")
     assert content_tag(tmp_path) != first
+
+
+def test_base_images_skip_stages_scratch_and_args(tmp_path: Path) -> None:
+    from kubeloop.build.docker import base_images
+
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(
+        "ARG V=1\nFROM golang:1.19 AS build\nRUN x\nFROM --platform=linux/amd64 build AS again\n"
+        "FROM debian:bookworm-slim\nFROM scratch\nFROM repo/img:${V}\n"
+    )
+    assert base_images(dockerfile) == ["golang:1.19", "debian:bookworm-slim"]

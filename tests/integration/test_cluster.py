@@ -87,10 +87,16 @@ async def test_service_routes_through_kube_proxy_and_dns_resolves(
     # From inside a pod: the Service's DNS name resolves to its ClusterIP, and the
     # ClusterIP answers through kube-proxy's rules.
     fqdn = f"backend.{namespace}.svc.cluster.local"
+    # kube-proxy programs a new Service's rules within about a second: retry briefly.
     script = (
-        "import socket, urllib.request\n"
+        "import socket, time, urllib.request\n"
         f"print(socket.gethostbyname('{fqdn}'))\n"
-        "print(urllib.request.urlopen('http://backend/', timeout=5).read().decode())\n"
+        "for attempt in range(100):\n"
+        "    try:\n"
+        "        print(urllib.request.urlopen('http://backend/', timeout=5).read().decode())\n"
+        "        break\n"
+        "    except OSError:\n"
+        "        time.sleep(0.1)\n"
     )
     out = await kubectl(env, "exec", "-n", namespace, "client", "--", "python3", "-c", script)
     resolved, answer = out.strip().splitlines()

@@ -117,7 +117,8 @@ def _broken_project(folder: Path, namespace: str, container: str) -> Path:
         f"name: broken\nnamespace: {namespace}\nmanifests: {{raw: [app.yaml]}}\n"
         "deploy: {timeout: 60}\n"
     )
-    (folder / "app.yaml").write_text(f"""apiVersion: apps/v1
+    (folder / "app.yaml").write_text(
+        f"""apiVersion: apps/v1
 kind: Deployment
 metadata: {{name: broken}}
 spec:
@@ -127,7 +128,8 @@ spec:
     spec:
       terminationGracePeriodSeconds: 0
       containers: [{container}]
-""")
+""".replace("]\nNODESELECTOR]", "]\n      nodeSelector: {disk: ssd}")
+    )  # a pod spec field after containers
     return folder / "kubeloop.yaml"
 
 
@@ -140,8 +142,17 @@ spec:
             "\"print('config file missing: /etc/app.conf'); raise SystemExit(3)\"]}",
             "the container keeps crashing",
         ),
+        (
+            "{name: app, image: 'localhost:5000/pause:3.10'}]\nNODESELECTOR",
+            "cannot be scheduled",
+        ),
+        (
+            "{name: app, image: 'python:3.11-slim', command: [sleep, '600'], readinessProbe: "
+            "{tcpSocket: {port: 9}, periodSeconds: 1}}",
+            "readiness probe keeps failing",
+        ),
     ],
-    ids=["image-pull", "crash-loop"],
+    ids=["image-pull", "crash-loop", "unschedulable", "failing-probe"],
 )
 async def test_failing_pods_are_explained(
     tmp_path: Path, namespace: str, container: str, expected: str
@@ -170,6 +181,7 @@ async def test_dev_loop_rebuilds_and_keeps_forward_and_logs(
     iterations = []
     loop = DevLoop(session, printer=lambda prefix, _c, line: lines.append((prefix, line)),
                    on_iteration=iterations.append)  # fmt: skip
+    session.config.project.dev.cleanup = True
     stop = asyncio.Event()
     task = asyncio.create_task(loop.run(stop))
     try:
@@ -215,6 +227,39 @@ async def test_dev_loop_rebuilds_and_keeps_forward_and_logs(
         stop.set()
         await asyncio.wait_for(task, 30)
         await session.close()
+    # dev.cleanup: what dev deployed is gone once it stops.
+    kube = await Kube.connect(session.cluster.kubeconfig, session.cluster.context)
+    try:
+        assert await kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/add") is None
+    finally:
+        await kube.close()
+
+
+async def test_kustomize_overlays_render_and_deploy(
+    tmp_path: Path, namespace: str, kube: Kube
+) -> None:
+    base = tmp_path / "base"
+    overlay = tmp_path / "overlays" / "dev"
+    base.mkdir()
+    overlay.mkdir(parents=True)
+    (base / "kustomization.yaml").write_text("resources: [cm.yaml]\n")
+    (base / "cm.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\n"
+                                  "data: {level: base}\n")  # fmt: skip
+    (overlay / "kustomization.yaml").write_text(
+        "resources: [../../base]\nnamePrefix: dev-\n"
+        "patches:\n- patch: |-\n    apiVersion: v1\n    kind: ConfigMap\n"
+        "    metadata: {name: settings}\n    data: {level: dev}\n"
+    )
+    (tmp_path / "kubeloop.yaml").write_text(
+        f"name: kz\nnamespace: {namespace}\nmanifests: {{kustomize: [overlays/dev]}}\n"
+    )
+    session = await open_session(tmp_path / "kubeloop.yaml", cluster=CLUSTER)
+    try:
+        await session.deploy(quiet=True)
+    finally:
+        await session.close()
+    found = await kube.get(f"/api/v1/namespaces/{namespace}/configmaps/dev-settings")
+    assert found is not None and found["data"] == {"level": "dev"}
 
 
 async def test_init_generates_a_project_that_deploys(

@@ -4,6 +4,7 @@ recreates the session's cluster)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -11,6 +12,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import pytest
 
 from kubeloop.cluster import ClusterInfo, cluster_status, create_cluster, delete_cluster
 from kubeloop.cluster.native import host
@@ -112,3 +115,64 @@ def test_a_missing_command_is_reported_with_its_package(monkeypatch: object) -> 
     )  # fmt: skip
     assert "'containerd' is not installed | apt-get install containerd" in result.stdout
     assert "'docker-registry' is not installed | apt-get install docker-registry" in result.stdout
+
+
+async def test_create_recovers_after_a_reboot(cluster: ClusterInfo) -> None:
+    """A reboot loses every process, mount, /run, the bridge, firewall rules and sysctls;
+    the state under /var/lib stays. create must bring the same cluster back."""
+    layout = Layout.for_cluster(CLUSTER)
+    specs = daemon_specs(layout)
+    for daemon in specs.values():
+        pid = running_pid(daemon)
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+    await host.kill_pod_processes(layout)
+    await host.kill_processes(
+        host.processes_mentioning(str(layout.state_root), str(layout.run_root))
+    )
+    host.unmount_all(layout.state_root, layout.run_root)
+    shutil.rmtree(layout.run_root)
+    await host.remove_network(layout)
+    await host.remove_iptables(layout)
+    host.remove_cgroups(layout)
+    await host.restore(layout)
+    assert layout.marker.exists()
+
+    info = await create_cluster(CLUSTER, provider="native", quiet=True)
+    assert info == cluster
+    assert (await cluster_status(CLUSTER)).healthy
+
+
+async def test_a_create_that_fails_midway_cleans_up(
+    cluster: ClusterInfo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A broken component binary: create says which and why, and leaves nothing."""
+    from kubeloop.cluster.native.binaries import components, ensure_binaries
+    from kubeloop.errors import KubeloopError
+
+    real = await ensure_binaries(quiet=True)
+    await delete_cluster(CLUSTER, quiet=True)
+    broken_cache = Path(tempfile.mkdtemp(prefix="kubeloop-broken-"))
+    monkeypatch.setenv("KUBELOOP_CACHE_DIR", str(broken_cache))
+    for component in components():
+        component.bin_dir.mkdir(parents=True)
+        for name in component.binaries:
+            (component.bin_dir / name).symlink_to(real[name])
+        (component.bin_dir / ".complete").write_text("{}")
+    scheduler = broken_cache / "bin" / components()[0].key / "kube-scheduler"
+    scheduler.unlink()
+    scheduler.write_text("#!/bin/sh\necho 'scheduler: cannot load its configuration' >&2\nexit 3\n")
+    scheduler.chmod(0o755)
+    try:
+        with pytest.raises(KubeloopError) as caught:
+            await create_cluster(CLUSTER, provider="native", quiet=True)
+        assert "kube-scheduler exited during start-up" in caught.value.message
+        assert "cannot load its configuration" in caught.value.message
+        layout = Layout.for_cluster(CLUSTER)
+        assert host.leftovers(layout) == []
+        assert (broken_cache / "failed-logs" / CLUSTER / "kube-scheduler.log").exists()
+    finally:
+        monkeypatch.delenv("KUBELOOP_CACHE_DIR")
+        shutil.rmtree(broken_cache, ignore_errors=True)
+        await create_cluster(CLUSTER, provider="native", quiet=True)
+    assert (await cluster_status(CLUSTER)).healthy

@@ -72,3 +72,12 @@ def test_image_names_and_unused_artifacts() -> None:
     unused = replace_images([{"kind": "Pod", "spec": {"containers": [{"image": "a"}]}}],
                             {"a": "r/a:1", "b": "r/b:1"})  # fmt: skip
     assert unused == ["b"]
+
+
+async def test_helm_charts_need_helm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no helm on it
+    config = parse(_project(tmp_path, "{helm: [{chart: charts/web}]}").read_text(),
+                   tmp_path / "kubeloop.yaml")  # fmt: skip
+    with pytest.raises(KubeloopError, match="'helm' is not installed") as caught:
+        await render(config)
+    assert caught.value.hint and "install Helm" in caught.value.hint

@@ -73,7 +73,10 @@ class Session:
                      only: set[str] | None = None) -> Timings:  # fmt: skip
         from kubeloop.deploy import deploy
 
-        timings = await self.build(only)
+        with ui.step(f"building {self.config.project.name}", quiet) as building:
+            timings = await self.build(
+                only, lambda image, line: building.detail(f"{image}: {line}")
+            )
         started = time.monotonic()
         objects = await self.render()
         timings.render = time.monotonic() - started

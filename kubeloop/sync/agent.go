@@ -1,0 +1,200 @@
+// kubeloop-agent: the in-cluster end of kubeloop's file sync.
+//
+// It runs as an ephemeral container that shares the target container's process
+// namespace, so the target's files are reachable under /proc/1/root: nothing is added to
+// the target image (no tar, shell or Python needed there).
+//
+//	kubeloop-agent idle                      keep the ephemeral container alive
+//	kubeloop-agent serve ROOT                speak the sync protocol on stdin/stdout
+//
+// Frames (big-endian): op byte, u32 seq, u16 path length, path, u64 payload length,
+// payload. Replies: 'A' seq (done), 'E' seq + message, 'H' seq + listing.
+package main
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+var out = bufio.NewWriterSize(os.Stdout, 1<<16)
+
+func reply(op byte, seq uint32, body []byte) {
+	header := make([]byte, 9)
+	header[0] = op
+	binary.BigEndian.PutUint32(header[1:], seq)
+	binary.BigEndian.PutUint32(header[5:], uint32(len(body)))
+	out.Write(header)
+	out.Write(body)
+	out.Flush()
+}
+
+func safeJoin(root, rel string) (string, error) {
+	clean := filepath.Clean("/" + rel)
+	if strings.Contains(clean, "\x00") {
+		return "", fmt.Errorf("bad path %q", rel)
+	}
+	return filepath.Join(root, clean), nil
+}
+
+func writeFile(target string, mode uint32, size uint64, in io.Reader) error {
+	if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+		return err
+	}
+	tmp := filepath.Join(filepath.Dir(target), ".kubeloop-"+filepath.Base(target))
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, fs.FileMode(mode&0o7777))
+	if err != nil {
+		io.CopyN(io.Discard, in, int64(size))
+		return err
+	}
+	_, copyErr := io.CopyN(f, in, int64(size))
+	f.Close()
+	if copyErr != nil {
+		os.Remove(tmp)
+		return copyErr
+	}
+	os.Chmod(tmp, fs.FileMode(mode&0o7777))
+	// Keep the owner of the file being replaced, so the app can still write it.
+	if st, err := os.Lstat(target); err == nil {
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			os.Lchown(tmp, int(sys.Uid), int(sys.Gid))
+		}
+		if st.IsDir() {
+			os.RemoveAll(target)
+		}
+	}
+	return os.Rename(tmp, target)
+}
+
+func listing(root string) []byte {
+	var b strings.Builder
+	filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || path == root {
+			return nil
+		}
+		rel, _ := filepath.Rel(root, path)
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			link, _ := os.Readlink(path)
+			fmt.Fprintf(&b, "L\t%s\t%s\n", rel, link)
+		case d.IsDir():
+			fmt.Fprintf(&b, "D\t%s\t%o\n", rel, info.Mode().Perm())
+		case d.Type().IsRegular():
+			f, err := os.Open(path)
+			if err != nil {
+				return nil
+			}
+			h := sha256.New()
+			io.Copy(h, f)
+			f.Close()
+			fmt.Fprintf(&b, "F\t%s\t%o\t%s\n", rel, info.Mode().Perm(), hex.EncodeToString(h.Sum(nil)))
+		}
+		return nil
+	})
+	return []byte(b.String())
+}
+
+func serve(root string) {
+	in := bufio.NewReaderSize(os.Stdin, 1<<20)
+	header := make([]byte, 7)
+	for {
+		if _, err := io.ReadFull(in, header); err != nil {
+			return
+		}
+		op := header[0]
+		seq := binary.BigEndian.Uint32(header[1:])
+		pathLen := binary.BigEndian.Uint16(header[5:])
+		rawPath := make([]byte, pathLen)
+		io.ReadFull(in, rawPath)
+		var sizeBuf [8]byte
+		io.ReadFull(in, sizeBuf[:])
+		size := binary.BigEndian.Uint64(sizeBuf[:])
+		target, err := safeJoin(root, string(rawPath))
+		if err != nil {
+			io.CopyN(io.Discard, in, int64(size))
+			reply('E', seq, []byte(err.Error()))
+			continue
+		}
+		switch op {
+		case 'W': // payload: u32 mode, then the content
+			var modeBuf [4]byte
+			io.ReadFull(in, modeBuf[:])
+			err = writeFile(target, binary.BigEndian.Uint32(modeBuf[:]), size-4, in)
+		case 'L': // payload: link target
+			link := make([]byte, size)
+			io.ReadFull(in, link)
+			os.MkdirAll(filepath.Dir(target), 0o755)
+			os.RemoveAll(target)
+			err = os.Symlink(string(link), target)
+		case 'M': // payload: u32 mode
+			var modeBuf [4]byte
+			io.ReadFull(in, modeBuf[:])
+			err = os.MkdirAll(target, fs.FileMode(binary.BigEndian.Uint32(modeBuf[:])&0o7777))
+		case 'D':
+			io.CopyN(io.Discard, in, int64(size))
+			err = os.RemoveAll(target)
+		case 'H':
+			io.CopyN(io.Discard, in, int64(size))
+			reply('H', seq, listing(target))
+			continue
+		case 'R': // read a file back (two-way sync and tests)
+			io.CopyN(io.Discard, in, int64(size))
+			data, readErr := os.ReadFile(target)
+			if readErr != nil {
+				reply('E', seq, []byte(readErr.Error()))
+			} else {
+				reply('F', seq, data)
+			}
+			continue
+		case 'K': // payload: signal number, sent to the target's process 1
+			var sigBuf [4]byte
+			io.ReadFull(in, sigBuf[:])
+			err = syscall.Kill(1, syscall.Signal(binary.BigEndian.Uint32(sigBuf[:])))
+		default:
+			io.CopyN(io.Discard, in, int64(size))
+			err = fmt.Errorf("unknown op %q", op)
+		}
+		if err != nil {
+			reply('E', seq, []byte(err.Error()))
+		} else {
+			reply('A', seq, nil)
+		}
+	}
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: kubeloop-agent idle | serve ROOT")
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "idle":
+		for {
+			time.Sleep(time.Hour)
+		}
+	case "serve":
+		root := "/proc/1/root"
+		if len(os.Args) > 2 {
+			root = os.Args[2]
+		}
+		serve(root)
+	case "version":
+		fmt.Println("kubeloop-agent 1")
+	default:
+		fmt.Fprintln(os.Stderr, "unknown command", os.Args[1])
+		os.Exit(2)
+	}
+}

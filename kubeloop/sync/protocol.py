@@ -1,0 +1,152 @@
+"""The client end of the agent protocol (see agent.go), over one long-lived stream.
+
+Frames: op byte, u32 sequence number, u16 path length, path, u64 payload length,
+payload. Every frame is answered in order ('A' done, 'E' error, 'H' listing, 'F' file).
+Writes are pipelined: callers may send many frames before awaiting the replies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from kubeloop.errors import KubeloopError
+
+CHUNK = 1 << 20
+
+
+class AgentError(KubeloopError):
+    pass
+
+
+@dataclass(frozen=True)
+class RemoteEntry:
+    kind: str  # "F" file, "D" directory, "L" symlink
+    mode: int
+    digest: str  # sha256 for files, link target for symlinks, "" for directories
+
+
+def parse_listing(text: str) -> dict[str, RemoteEntry]:
+    entries: dict[str, RemoteEntry] = {}
+    for line in text.splitlines():
+        parts = line.split("\t")
+        if parts[0] == "F" and len(parts) == 4:
+            entries[parts[1]] = RemoteEntry("F", int(parts[2], 8), parts[3])
+        elif parts[0] == "D" and len(parts) == 3:
+            entries[parts[1]] = RemoteEntry("D", int(parts[2], 8), "")
+        elif parts[0] == "L" and len(parts) == 3:
+            entries[parts[1]] = RemoteEntry("L", 0, parts[2])
+    return entries
+
+
+class AgentStream:
+    """One exec stream to one agent; operations are coroutines returning on the reply."""
+
+    def __init__(self, process: asyncio.subprocess.Process, name: str) -> None:
+        assert process.stdin is not None and process.stdout is not None
+        self.process = process
+        self.name = name
+        self._writer = process.stdin
+        self._reader = process.stdout
+        self._seq = 0
+        self._pending: dict[int, asyncio.Future[tuple[str, bytes]]] = {}
+        self._lock = asyncio.Lock()
+        self._replies = asyncio.create_task(self._read_replies())
+
+    @property
+    def alive(self) -> bool:
+        return self.process.returncode is None and not self._replies.done()
+
+    async def _read_replies(self) -> None:
+        try:
+            while True:
+                header = await self._reader.readexactly(9)
+                op = chr(header[0])
+                seq, length = struct.unpack(">II", header[1:])
+                body = await self._reader.readexactly(length) if length else b""
+                future = self._pending.pop(seq, None)
+                if future and not future.done():
+                    future.set_result((op, body))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(AgentError(f"the stream to {self.name} closed"))
+            self._pending.clear()
+
+    async def _send(self, op: str, path: str, payload: bytes = b"", source: Path | None = None,
+                    size: int | None = None) -> asyncio.Future[tuple[str, bytes]]:  # fmt: skip
+        if not self.alive:
+            raise AgentError(f"the stream to {self.name} is closed")
+        raw = path.encode()
+        async with self._lock:
+            self._seq += 1
+            seq = self._seq
+            future: asyncio.Future[tuple[str, bytes]] = asyncio.get_running_loop().create_future()
+            self._pending[seq] = future
+            total = len(payload) + (size or 0)
+            self._writer.write(struct.pack(">BIH", ord(op), seq, len(raw)) + raw
+                               + struct.pack(">Q", total) + payload)  # fmt: skip
+            if source is not None:
+                # Large files are streamed in chunks, never held in memory whole.
+                with source.open("rb") as handle:
+                    while chunk := handle.read(CHUNK):
+                        self._writer.write(chunk)
+                        await self._writer.drain()
+            await self._writer.drain()
+        return future
+
+    @staticmethod
+    async def _result(future: asyncio.Future[tuple[str, bytes]], what: str) -> bytes:
+        op, body = await future
+        if op == "E":
+            raise AgentError(f"{what}: {body.decode(errors='replace')}")
+        return body
+
+    async def write_file(
+        self, path: str, source: Path, mode: int
+    ) -> asyncio.Future[tuple[str, bytes]]:
+        size = source.stat().st_size
+        return await self._send("W", path, struct.pack(">I", mode), source=source, size=size)
+
+    async def write_bytes(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        future = await self._send("W", path, struct.pack(">I", mode) + data)
+        await self._result(future, f"write {path}")
+
+    async def symlink(self, path: str, target: str) -> asyncio.Future[tuple[str, bytes]]:
+        return await self._send("L", path, target.encode())
+
+    async def mkdir(self, path: str, mode: int) -> asyncio.Future[tuple[str, bytes]]:
+        return await self._send("M", path, struct.pack(">I", mode))
+
+    async def delete(self, path: str) -> asyncio.Future[tuple[str, bytes]]:
+        return await self._send("D", path)
+
+    async def listing(self, path: str) -> dict[str, RemoteEntry]:
+        body = await self._result(await self._send("H", path), f"list {path}")
+        return parse_listing(body.decode(errors="replace"))
+
+    async def read(self, path: str) -> bytes:
+        return await self._result(await self._send("R", path), f"read {path}")
+
+    async def signal(self, number: int) -> None:
+        await self._result(await self._send("K", "/", struct.pack(">I", number)), "signal")
+
+    async def wait_all(
+        self, futures: Sequence[asyncio.Future[tuple[str, bytes]]], what: str
+    ) -> None:
+        for future in futures:
+            await self._result(future, what)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        with contextlib.suppress(ProcessLookupError):
+            self.process.kill()
+        await self.process.wait()
+        self._replies.cancel()

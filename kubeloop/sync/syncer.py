@@ -1,0 +1,251 @@
+"""Keep container paths equal to local folders, in every pod a selector picks.
+
+One agent stream per container; a change batch is computed from content hashes (only
+what differs is sent) and sent to all pods at once; new pods are found and brought up to
+date; a dropped stream is re-opened and resynced."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubeloop.cluster import ClusterInfo
+from kubeloop.errors import KubeloopError
+from kubeloop.kube import Kube
+from kubeloop.sync.attach import ensure_agent, ensure_agent_image, open_stream
+from kubeloop.sync.local import Ignore, LocalEntry, entry_of, scan
+from kubeloop.sync.protocol import AgentStream, RemoteEntry
+
+Obj = dict[str, Any]
+Future = asyncio.Future[tuple[str, bytes]]
+
+
+@dataclass(frozen=True)
+class SyncRule:
+    local: Path
+    remote: str
+    excludes: tuple[str, ...] = ()
+
+
+@dataclass
+class Batch:
+    """What one change batch did."""
+
+    paths: list[str]
+    written: int
+    deleted: int
+    pods: int
+    seconds: float
+
+
+@dataclass
+class PodSync:
+    pod: str
+    stream: AgentStream
+    sent_files: int = 0
+
+
+@dataclass
+class Syncer:
+    kube: Kube
+    cluster: ClusterInfo
+    namespace: str
+    selector: str
+    rules: list[SyncRule]
+    container: str | None = None
+    on_event: Callable[[str], None] = lambda _: None
+    on_batch: Callable[[Batch], None] = lambda _: None
+    pods: dict[str, PodSync] = field(default_factory=dict)
+    _state: dict[int, dict[str, LocalEntry]] = field(default_factory=dict)
+    _ignores: dict[int, Ignore] = field(default_factory=dict)
+    _image: str | None = None
+
+    def _remote(self, rule: SyncRule, rel: str) -> str:
+        return f"{rule.remote.rstrip('/')}/{rel}" if rel else rule.remote
+
+    # --- attaching -----------------------------------------------------------------------
+
+    async def running_pods(self) -> list[Obj]:
+        listing = await self.kube.request("GET", f"/api/v1/namespaces/{self.namespace}/pods",
+                                          params={"labelSelector": self.selector})  # fmt: skip
+        found = []
+        for pod in listing.get("items", []):
+            if pod["metadata"].get("deletionTimestamp"):
+                continue
+            target = self.container or pod["spec"]["containers"][0]["name"]
+            for status in (pod.get("status") or {}).get("containerStatuses") or []:
+                if status["name"] == target and (status.get("state") or {}).get("running"):
+                    found.append(pod)
+        return found
+
+    async def attach(self, pod: Obj) -> PodSync:
+        name = pod["metadata"]["name"]
+        target = self.container or pod["spec"]["containers"][0]["name"]
+        if self._image is None:
+            self._image = await ensure_agent_image(self.cluster)
+        agent = await ensure_agent(self.kube, self.namespace, name, target, self._image)
+        stream = await open_stream(self.cluster, self.namespace, name, agent)
+        synced = PodSync(name, stream)
+        for index, rule in enumerate(self.rules):
+            synced.sent_files += await self._initial(stream, index, rule)
+        self.pods[name] = synced
+        self.on_event(f"sync: {name} up to date ({synced.sent_files} files sent)")
+        return synced
+
+    def _local(self, index: int, rule: SyncRule) -> dict[str, LocalEntry]:
+        if index not in self._state:
+            self._ignores[index] = Ignore(rule.local, list(rule.excludes))
+            self._state[index] = scan(rule.local, self._ignores[index])
+        return self._state[index]
+
+    async def _initial(self, stream: AgentStream, index: int, rule: SyncRule) -> int:
+        """Send only what differs between the local folder and the container."""
+        local = self._local(index, rule)
+        remote = await stream.listing(rule.remote)
+        futures: list[Future] = [await stream.mkdir(rule.remote, 0o755)]
+        sent = 0
+        for rel, entry in sorted(local.items()):
+            if not _same(entry, remote.get(rel)):
+                futures.append(await self._send(stream, rule, rel, entry))
+                sent += entry.kind == "F"
+        ignore = self._ignores[index]
+        for rel in _topmost(r for r in remote if r not in local):
+            if not ignore.excluded(rule.local / rel, remote[rel].kind == "D"):
+                futures.append(await stream.delete(self._remote(rule, rel)))
+        await stream.wait_all(futures, f"initial sync of {rule.local}")
+        return sent
+
+    async def _send(
+        self, stream: AgentStream, rule: SyncRule, rel: str, entry: LocalEntry
+    ) -> Future:
+        target = self._remote(rule, rel)
+        if entry.kind == "D":
+            return await stream.mkdir(target, entry.mode)
+        if entry.kind == "L":
+            return await stream.symlink(target, entry.digest)
+        return await stream.write_file(target, rule.local / rel, entry.mode)
+
+    # --- changes -------------------------------------------------------------------------
+
+    def changes(self, paths: set[str]) -> list[tuple[int, str, LocalEntry | None]]:
+        """(rule, relative path, new entry or None for deleted) for what really changed."""
+        result: list[tuple[int, str, LocalEntry | None]] = []
+        for index, rule in enumerate(self.rules):
+            state = self._local(index, rule)
+            ignore = self._ignores[index]
+            for raw in sorted(paths):
+                path = Path(raw)
+                if path != rule.local and rule.local not in path.parents:
+                    continue
+                if path.name == ".gitignore":
+                    ignore.forget(path.parent)
+                entry = entry_of(path)
+                rel = path.relative_to(rule.local).as_posix()
+                if entry is not None and ignore.excluded(path, entry.kind == "D"):
+                    continue
+                if entry is None:
+                    if rel in state:
+                        for known in [k for k in state if k == rel or k.startswith(rel + "/")]:
+                            del state[known]
+                        result.append((index, rel, None))
+                    continue
+                if state.get(rel) != entry:
+                    state[rel] = entry
+                    result.append((index, rel, entry))
+                    if entry.kind == "D":  # a new or moved-in folder: its content too
+                        for child_rel, child in scan(path, Ignore(path, [])).items():
+                            full = f"{rel}/{child_rel}"
+                            if not ignore.excluded(rule.local / full, child.kind == "D"):
+                                state[full] = child
+                                result.append((index, full, child))
+        return result
+
+    async def push(self, paths: set[str]) -> Batch | None:
+        started = time.perf_counter()
+        todo = self.changes(paths)
+        if not todo:
+            return None
+
+        async def to_pod(synced: PodSync) -> None:
+            futures = []
+            for index, rel, entry in todo:
+                rule = self.rules[index]
+                if entry is None:
+                    futures.append(await synced.stream.delete(self._remote(rule, rel)))
+                else:
+                    futures.append(await self._send(synced.stream, rule, rel, entry))
+            await synced.stream.wait_all(futures, f"sync to {synced.pod}")
+
+        results = await asyncio.gather(*(to_pod(p) for p in self.pods.values()),
+                                       return_exceptions=True)  # fmt: skip
+        for synced, outcome in zip(list(self.pods.values()), results, strict=True):
+            if isinstance(outcome, BaseException):
+                self.on_event(f"sync: {synced.pod}: {outcome}; will resync")
+                await synced.stream.close()
+        batch = Batch(sorted(p for _, p, _ in todo), sum(e is not None for _, _, e in todo),
+                      sum(e is None for _, _, e in todo), len(self.pods),
+                      time.perf_counter() - started)  # fmt: skip
+        self.on_batch(batch)
+        return batch
+
+    # --- running -------------------------------------------------------------------------
+
+    async def refresh_pods(self) -> None:
+        """Attach to new pods, forget gone ones, re-open dropped streams."""
+        current = {p["metadata"]["name"]: p for p in await self.running_pods()}
+        for name in list(self.pods):
+            synced = self.pods[name]
+            if name not in current or not synced.stream.alive:
+                await synced.stream.close()
+                del self.pods[name]
+        for name, pod in current.items():
+            if name not in self.pods:
+                try:
+                    await self.attach(pod)
+                except KubeloopError as exc:
+                    self.on_event(f"sync: cannot attach to {name} yet: {exc.message}")
+
+    async def run(self, stop: asyncio.Event | None = None, pod_interval: float = 0.5) -> None:
+        from watchfiles import awatch
+
+        stop = stop or asyncio.Event()
+        await self.refresh_pods()
+
+        async def watch_pods() -> None:
+            while not stop.is_set():
+                await asyncio.sleep(pod_interval)
+                with contextlib.suppress(KubeloopError):
+                    await self.refresh_pods()
+
+        pods_task = asyncio.create_task(watch_pods())
+        try:
+            async for changes in awatch(*(r.local for r in self.rules), debounce=5, step=5,
+                                        stop_event=stop, recursive=True):  # fmt: skip
+                await self.push({path for _change, path in changes})
+        finally:
+            pods_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pods_task
+            for synced in self.pods.values():
+                await synced.stream.close()
+
+
+def _same(local: LocalEntry, remote: RemoteEntry | None) -> bool:
+    if remote is None or remote.kind != local.kind:
+        return False
+    if local.kind == "D":
+        return True
+    return remote.digest == local.digest and (local.kind == "L" or remote.mode == local.mode)
+
+
+def _topmost(paths: Any) -> list[str]:
+    chosen: list[str] = []
+    for rel in sorted(paths):
+        if not any(rel.startswith(parent + "/") for parent in chosen):
+            chosen.append(rel)
+    return chosen

@@ -283,6 +283,71 @@ def dev(config_path: Path | None, environment: str | None, cluster: str | None,
 
 
 @main.command()
+@CONFIG
+@ENV
+@CLUSTER
+@click.option("--selector", "-l", help="Ad hoc: pods to sync into (label selector).")
+@click.option("--namespace", "-n", help="Ad hoc: their namespace (default: default).")
+@click.option("--container", "-c", help="Ad hoc: the container (default: the first).")
+@click.argument("pairs", nargs=-1)
+def sync(config_path: Path | None, environment: str | None, cluster: str | None,
+         selector: str | None, namespace: str | None, container: str | None,
+         pairs: tuple[str, ...]) -> None:  # fmt: skip
+    """Keep local folders live in running containers (the project's sync rules, or
+    ad hoc: kubeloop sync -l app=web LOCAL:/container/path ...). Ctrl-C stops."""
+    from kubeloop.sync import Syncer, SyncRule
+    from kubeloop.ui import info
+
+    async def ad_hoc() -> None:
+        from kubeloop.cluster import get_cluster
+        from kubeloop.kube import Kube
+
+        rules = []
+        for pair in pairs:
+            local, sep, remote = pair.partition(":")
+            if not sep or not remote.startswith("/"):
+                raise KubeloopError(f"'{pair}' is not LOCAL:/absolute/container/path")
+            rules.append(SyncRule(Path(local).resolve(), remote))
+        info_ = get_cluster(cluster or "kubeloop")
+        kube = await Kube.connect(info_.kubeconfig, info_.context)
+        try:
+            await Syncer(kube, info_, namespace or "default", selector or "", rules,
+                         container=container, on_event=info).run()  # fmt: skip
+        finally:
+            await kube.close()
+
+    async def project(session: Any) -> None:
+        syncers = session.syncers(info)
+        if not syncers:
+            raise KubeloopError("kubeloop.yaml has no sync rules", "add a 'sync:' section")
+        await asyncio.gather(*(s.run() for s in syncers))
+
+    if selector or pairs:
+        if not (selector and pairs):
+            raise click.UsageError("ad hoc sync needs --selector and LOCAL:REMOTE pairs")
+        _run(ad_hoc())
+    else:
+        _run(_with_session(config_path, environment, cluster, project))
+
+
+@main.command()
+@CONFIG
+@ENV
+@CLUSTER
+def reset(config_path: Path | None, environment: str | None, cluster: str | None) -> None:
+    """Undo dev mode's changes to the project's workloads (from the recorded original)."""
+    from kubeloop.sync.devmode import reset as reset_workloads
+
+    async def action(session: Any) -> list[str]:
+        return await reset_workloads(session.kube, session.namespace)
+
+    restored = _run(_with_session(config_path, environment, cluster, action))
+    for name in restored:
+        click.echo(f"restored {name}")
+    click.echo(f"{len(restored)} workloads restored")
+
+
+@main.command()
 @click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", help="Project name (default: the folder's name).")
 @click.option("--port", type=int, help="Port the service listens on (default per language).")

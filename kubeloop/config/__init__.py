@@ -1,7 +1,7 @@
 """Project configuration: the ``kubeloop.yaml`` schema and its loader."""
 
 from kubeloop.config.loader import CONFIG_NAME, ConfigError, LoadedConfig, find_config, load, parse
-from kubeloop.config.schema import Artifact, Manifests, PortForward, Project, json_schema
+from kubeloop.config.schema import Artifact, Manifests, PortForward, Project, SyncSpec, json_schema
 
 __all__ = [
     "CONFIG_NAME",
@@ -11,6 +11,7 @@ __all__ = [
     "Manifests",
     "PortForward",
     "Project",
+    "SyncSpec",
     "find_config",
     "json_schema",
     "load",

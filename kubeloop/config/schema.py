@@ -53,6 +53,21 @@ class PortForward(Strict):
     namespace: str | None = None
 
 
+class SyncSpec(Strict):
+    """A local folder kept equal to a container path in every pod the selector picks."""
+
+    selector: dict[str, str] = Field(description="Pod labels, e.g. {app: add}.")
+    container: str | None = Field(None, description="Default: the pod's first container.")
+    src: str = Field(description="Local folder, relative to kubeloop.yaml.")
+    dest: str = Field(description="Absolute path in the container.", pattern=r"^/")
+    exclude: list[str] = Field(default_factory=list, description="gitignore-style patterns.")
+    restart: Literal["none", "process", "container"] = Field(
+        "none",
+        description="After a change: nothing; restart the process (kubeloop's supervisor "
+        "keeps the container and its synced files); or restart the container.",
+    )
+
+
 class DeploySettings(Strict):
     prune: bool = True
     timeout: float = Field(120, gt=0, description="Seconds to wait for the rollout.")
@@ -71,6 +86,7 @@ class Environment(Strict):
     values: dict[str, Any] = Field(default_factory=dict)
     manifests: Manifests | None = None
     port_forward: list[PortForward] | None = Field(None, alias="portForward")
+    sync: list[SyncSpec] | None = None
     artifacts: list[Artifact] | None = None
     context: str | None = Field(None, description="kubeconfig context for this environment.")
 
@@ -85,6 +101,7 @@ class Project(Strict):
     manifests: Manifests
     values: dict[str, Any] = Field(default_factory=dict, description="Template values.")
     port_forward: list[PortForward] = Field(default_factory=list, alias="portForward")
+    sync: list[SyncSpec] = Field(default_factory=list, description="Live sync rules for dev.")
     deploy: DeploySettings = Field(default_factory=lambda: DeploySettings.model_validate({}))
     dev: DevSettings = Field(default_factory=lambda: DevSettings.model_validate({}))
     environments: dict[str, Environment] = Field(default_factory=dict)

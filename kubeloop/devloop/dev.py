@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from kubeloop import ui
 from kubeloop.devloop.logs import LogStreamer, Printer, rich_printer
@@ -41,14 +42,18 @@ class DevLoop:
     printer: Printer = rich_printer
     on_iteration: Callable[[Iteration], None] = lambda _: None
     forwarders: list[Forwarder] = field(default_factory=list)
+    syncers: list[Any] = field(default_factory=list)
 
     def affected(self, paths: set[str]) -> tuple[set[str], bool]:
         """(artifacts whose context holds a changed file, whether manifests changed)."""
         root = self.session.config.root
+        synced = [(root / spec.src).resolve() for spec in self.session.config.project.sync]
         artifacts: set[str] = set()
         redeploy = False
         for raw in paths:
             path = Path(raw).resolve()
+            if any(path == folder or path.is_relative_to(folder) for folder in synced):
+                continue  # live-synced into the containers: no rebuild
             if path == self.session.config.path:
                 redeploy = True
                 continue
@@ -76,7 +81,7 @@ class DevLoop:
 
             self.session.config = load(self.session.config.path, self.session.config.environment)
         started = time.monotonic()
-        timings = await self.session.deploy(only=artifacts or set(), quiet=True)
+        timings = await self.session.deploy(only=artifacts or set(), quiet=True, dev_mode=True)
         iteration = Iteration(sorted(changed), timings.built, time.monotonic() - started,
                               timings.build, timings.rollout)  # fmt: skip
         self.on_iteration(iteration)
@@ -86,8 +91,10 @@ class DevLoop:
         from watchfiles import awatch
 
         session = self.session
-        await session.deploy()
+        await session.deploy(dev_mode=True)
         project = session.config.project
+        stop = stop or asyncio.Event()
+        self.syncers = session.syncers(ui.info)
         tasks = [asyncio.create_task(LogStreamer(session.kube, session.namespace, project.name,
                                                  self.printer).run())]  # fmt: skip
         for spec in project.port_forward:
@@ -95,8 +102,8 @@ class DevLoop:
                                   session.cluster.kubeconfig, session.cluster.context, ui.info)  # fmt: skip
             self.forwarders.append(forwarder)
             tasks.append(asyncio.create_task(forwarder.run()))
+        tasks += [asyncio.create_task(syncer.run(stop)) for syncer in self.syncers]
         ui.info(f"[bold]watching {session.config.root}[/bold] — Ctrl-C to stop")
-        stop = stop or asyncio.Event()
         try:
             async for changes in awatch(session.config.root, watch_filter=self._watch_filter,
                                         debounce=project.dev.debounce_ms, step=10,

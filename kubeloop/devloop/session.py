@@ -69,8 +69,30 @@ class Session:
 
         return await render(self.config, self.last_built)
 
+    def syncers(self, on_event: Callable[[str], None] = lambda _: None) -> list[Any]:
+        from kubeloop.sync import Syncer, SyncRule
+
+        return [
+            Syncer(self.kube, self.cluster, self.namespace,
+                   ",".join(f"{k}={v}" for k, v in spec.selector.items()),
+                   [SyncRule((self.config.root / spec.src).resolve(), spec.dest,
+                             tuple(spec.exclude), spec.restart)],
+                   container=spec.container, on_event=on_event)
+            for spec in self.config.project.sync
+        ]  # fmt: skip
+
+    async def _dev_mode(self, objects: list[Obj]) -> None:
+        specs = [s for s in self.config.project.sync if s.restart != "none"]
+        if not specs:
+            return
+        from kubeloop.sync.attach import ensure_agent_image
+        from kubeloop.sync.devmode import inject_supervisor
+
+        agent = await ensure_agent_image(self.cluster)
+        await inject_supervisor(objects, specs, agent, self.registry)
+
     async def deploy(self, wait: bool = True, quiet: bool = False,
-                     only: set[str] | None = None) -> Timings:  # fmt: skip
+                     only: set[str] | None = None, dev_mode: bool = False) -> Timings:  # fmt: skip
         from kubeloop.deploy import deploy
 
         with ui.step(f"building {self.config.project.name}", quiet) as building:
@@ -79,6 +101,8 @@ class Session:
             )
         started = time.monotonic()
         objects = await self.render()
+        if dev_mode:
+            await self._dev_mode(objects)
         timings.render = time.monotonic() - started
         started = time.monotonic()
         with ui.step(f"deploying {self.config.project.name} to {self.namespace}", quiet) as step:

@@ -226,3 +226,18 @@ async def manifest_exists(reference: str) -> bool:
     except httpx.HTTPError:
         return False
     return response.status_code == 200
+
+
+async def fetch_image_config(reference: str) -> dict[str, object]:
+    """The ``config`` section (Entrypoint, Cmd, Env...) of an image in a registry."""
+    registry, repository, tag = split_reference(reference)
+    accept = ", ".join([MANIFEST_TYPE, "application/vnd.oci.image.manifest.v1+json"])
+    async with httpx.AsyncClient(timeout=10.0) as client:
+        manifest = await client.get(f"http://{registry}/v2/{repository}/manifests/{tag}",
+                                    headers={"Accept": accept})  # fmt: skip
+        _raise_for(manifest, f"read the manifest of {reference}")
+        digest = manifest.json()["config"]["digest"]
+        blob = await client.get(f"http://{registry}/v2/{repository}/blobs/{digest}")
+        _raise_for(blob, f"read the config of {reference}")
+    config = blob.json().get("config") or {}
+    return dict(config)

@@ -6,6 +6,10 @@
 //
 //	kubeloop-agent idle                      keep the ephemeral container alive
 //	kubeloop-agent serve ROOT                speak the sync protocol on stdin/stdout
+//	kubeloop-agent install DEST              copy itself to DEST (an init container)
+//	kubeloop-agent supervise -- CMD ARGS...  run CMD as a child: SIGHUP restarts the child
+//	                                         (the container and its synced files stay),
+//	                                         SIGTERM/SIGINT stop it and exit
 //
 // Frames (big-endian): op byte, u32 seq, u16 path length, path, u64 payload length,
 // payload. Replies: 'A' seq (done), 'E' seq + message, 'H' seq + listing.
@@ -20,6 +24,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -175,6 +181,72 @@ func serve(root string) {
 	}
 }
 
+func install(dest string) {
+	self, err := os.Executable()
+	if err == nil {
+		var data []byte
+		if data, err = os.ReadFile(self); err == nil {
+			os.MkdirAll(filepath.Dir(dest), 0o755)
+			err = os.WriteFile(dest, data, 0o755)
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "install:", err)
+		os.Exit(1)
+	}
+}
+
+// supervise runs the app as a child so that a restart replaces the process, not the
+// container (which would lose the synced files). A child that exits on its own is not
+// restarted until the next change: a crash on a half-written file must not loop.
+func supervise(argv []string) {
+	signals := make(chan os.Signal, 8)
+	signal.Notify(signals, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	var child *exec.Cmd
+	exited := make(chan error, 1)
+	start := func() {
+		child = exec.Command(argv[0], argv[1:]...)
+		child.Stdin, child.Stdout, child.Stderr = os.Stdin, os.Stdout, os.Stderr
+		child.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := child.Start(); err != nil {
+			fmt.Fprintln(os.Stderr, "kubeloop supervisor: cannot start:", err)
+			child = nil
+			return
+		}
+		go func(c *exec.Cmd) { exited <- c.Wait() }(child)
+	}
+	stop := func() {
+		if child == nil {
+			return
+		}
+		syscall.Kill(-child.Process.Pid, syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(5 * time.Second):
+			syscall.Kill(-child.Process.Pid, syscall.SIGKILL)
+			<-exited
+		}
+		child = nil
+	}
+	start()
+	for {
+		select {
+		case err := <-exited:
+			fmt.Fprintf(os.Stderr, "kubeloop supervisor: process exited (%v); waiting for a change to restart it\n", err)
+			child = nil
+		case sig := <-signals:
+			switch sig {
+			case syscall.SIGHUP:
+				stop()
+				start()
+			case syscall.SIGTERM, syscall.SIGINT:
+				stop()
+				os.Exit(0)
+			}
+		}
+	}
+}
+
 func main() {
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, "usage: kubeloop-agent idle | serve ROOT")
@@ -191,6 +263,18 @@ func main() {
 			root = os.Args[2]
 		}
 		serve(root)
+	case "install":
+		install(os.Args[2])
+	case "supervise":
+		argv := os.Args[2:]
+		if len(argv) > 0 && argv[0] == "--" {
+			argv = argv[1:]
+		}
+		if len(argv) == 0 {
+			fmt.Fprintln(os.Stderr, "supervise: no command")
+			os.Exit(2)
+		}
+		supervise(argv)
 	case "version":
 		fmt.Println("kubeloop-agent 1")
 	default:

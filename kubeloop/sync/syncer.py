@@ -22,6 +22,7 @@ from kubeloop.sync.local import Ignore, LocalEntry, entry_of, scan
 from kubeloop.sync.protocol import AgentStream, RemoteEntry
 
 Obj = dict[str, Any]
+SIGHUP, SIGTERM = 1, 15
 Future = asyncio.Future[tuple[str, bytes]]
 
 
@@ -30,6 +31,7 @@ class SyncRule:
     local: Path
     remote: str
     excludes: tuple[str, ...] = ()
+    restart: str = "none"  # none | process (SIGHUP to the supervisor) | container (SIGTERM)
 
 
 @dataclass
@@ -181,7 +183,16 @@ class Syncer:
                     futures.append(await self._send(synced.stream, rule, rel, entry))
             await synced.stream.wait_all(futures, f"sync to {synced.pod}")
 
-        results = await asyncio.gather(*(to_pod(p) for p in self.pods.values()),
+        restart = {self.rules[index].restart for index, _, _ in todo} - {"none"}
+
+        async def to_pod_and_restart(synced: PodSync) -> None:
+            await to_pod(synced)
+            if "container" in restart:
+                await synced.stream.signal(SIGTERM)  # the container restarts; resync follows
+            elif "process" in restart:
+                await synced.stream.signal(SIGHUP)
+
+        results = await asyncio.gather(*(to_pod_and_restart(p) for p in self.pods.values()),
                                        return_exceptions=True)  # fmt: skip
         for synced, outcome in zip(list(self.pods.values()), results, strict=True):
             if isinstance(outcome, BaseException):

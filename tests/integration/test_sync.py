@@ -1,0 +1,284 @@
+"""Live sync on the real cluster: images with and without a shell, only differences sent,
+every kind of change, ignore files, new pods, dropped streams, process restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from kubeloop.cluster import ClusterInfo
+from kubeloop.kube import Kube
+from kubeloop.sync import Syncer, SyncRule
+from kubeloop.sync.local import Ignore, scan
+from kubeloop.sync.protocol import AgentStream
+
+PYTHON = "python:3.11-slim"
+DISTROLESS = "localhost:5000/pause:3.10"  # one static binary, no shell, tar or Python
+
+
+def deployment(name: str, namespace: str, image: str, replicas: int = 1) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "app", "image": image}
+    if image == PYTHON:
+        container["command"] = ["sleep", "3600"]
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"terminationGracePeriodSeconds": 0,
+                                       "containers": [container]}}},
+    }  # fmt: skip
+
+
+async def rolled_out(kube: Kube, namespace: str, name: str, replicas: int = 1) -> None:
+    await kube.wait_for(f"/apis/apps/v1/namespaces/{namespace}/deployments/{name}",
+                        lambda d: d.get("status", {}).get("readyReplicas") == replicas,
+                        f"{name} ready", 90)  # fmt: skip
+
+
+def tree(root: Path) -> None:
+    (root / "pkg").mkdir(parents=True)
+    (root / "main.py").write_text("print('v1')\n")
+    (root / "pkg" / "util.py").write_text("X = 1\n")
+    (root / "run.sh").write_text("#!/bin/sh\necho run\n")
+    (root / "run.sh").chmod(0o755)
+    (root / "current").symlink_to("main.py")
+
+
+async def remote_matches_local(stream: AgentStream, root: Path, remote: str,
+                               excludes: tuple[str, ...] = ()) -> None:  # fmt: skip
+    local = scan(root, Ignore(root, list(excludes)))
+    listing = await stream.listing(remote)
+    assert set(listing) == set(local), (sorted(listing), sorted(local))
+    for rel, entry in local.items():
+        assert listing[rel].kind == entry.kind, rel
+        if entry.kind == "F":
+            assert listing[rel].digest == entry.digest and listing[rel].mode == entry.mode, rel
+        if entry.kind == "L":
+            assert listing[rel].digest == entry.digest, rel
+
+
+async def test_sync_into_images_with_and_without_a_shell(
+    tmp_path: Path, namespace: str, kube: Kube, cluster: ClusterInfo
+) -> None:
+    tree(tmp_path / "src")
+    for name, image in (("py", PYTHON), ("bare", DISTROLESS)):
+        await kube.apply(deployment(name, namespace, image))
+        await rolled_out(kube, namespace, name)
+        syncer = Syncer(kube, cluster, namespace, f"app={name}",
+                        [SyncRule(tmp_path / "src", "/srv/app")])  # fmt: skip
+        await syncer.refresh_pods()
+        try:
+            (synced,) = syncer.pods.values()
+            assert synced.sent_files == 3  # three files (the symlink is not a file)
+            await remote_matches_local(synced.stream, tmp_path / "src", "/srv/app")
+            (tmp_path / "src" / "main.py").write_text(f"print('{name}')\n")
+            batch = await syncer.push({str(tmp_path / "src" / "main.py")})
+            assert batch is not None and batch.written == 1
+            assert await synced.stream.read("/srv/app/main.py") == f"print('{name}')\n".encode()
+        finally:
+            for synced in syncer.pods.values():
+                await synced.stream.close()
+        # No pod restart was needed to start syncing.
+        pods = await kube.request("GET", f"/api/v1/namespaces/{namespace}/pods",
+                                  params={"labelSelector": f"app={name}"})  # fmt: skip
+        assert [p["status"]["containerStatuses"][0]["restartCount"] for p in pods["items"]] == [0]
+
+
+async def test_initial_sync_sends_only_differences(
+    tmp_path: Path, namespace: str, kube: Kube, cluster: ClusterInfo
+) -> None:
+    tree(tmp_path / "src")
+    await kube.apply(deployment("web", namespace, PYTHON))
+    await rolled_out(kube, namespace, "web")
+    rule = [SyncRule(tmp_path / "src", "/app")]
+    first = Syncer(kube, cluster, namespace, "app=web", rule)
+    await first.refresh_pods()
+    (synced,) = first.pods.values()
+    assert synced.sent_files == 3  # three files (the symlink is not a file)
+    await synced.stream.close()
+
+    (tmp_path / "src" / "pkg" / "util.py").write_text("X = 2\n")
+    second = Syncer(kube, cluster, namespace, "app=web", rule)
+    await second.refresh_pods()
+    (again,) = second.pods.values()
+    assert again.sent_files == 1  # only the changed file
+    await remote_matches_local(again.stream, tmp_path / "src", "/app")
+    await again.stream.close()
+
+
+async def test_every_kind_of_change_and_ignore_files(
+    tmp_path: Path, namespace: str, kube: Kube, cluster: ClusterInfo
+) -> None:
+    src = tmp_path / "src"
+    tree(src)
+    (src / ".gitignore").write_text("*.log\n")
+    (src / "pkg" / ".gitignore").write_text("generated/\n")
+    (src / ".dockerignore").write_text("secrets.txt\n")
+    await kube.apply(deployment("web", namespace, PYTHON))
+    await rolled_out(kube, namespace, "web")
+    syncer = Syncer(kube, cluster, namespace, "app=web", [SyncRule(src, "/app", ("*.tmp",))])
+    await syncer.refresh_pods()
+    (synced,) = syncer.pods.values()
+    try:
+        changed: set[str] = set()
+
+        def touch(path: Path) -> None:
+            changed.add(str(path))
+
+        (src / "main.py").unlink()  # delete
+        touch(src / "main.py")
+        (src / "pkg" / "util.py").rename(src / "pkg" / "helpers.py")  # rename
+        touch(src / "pkg" / "util.py")
+        touch(src / "pkg" / "helpers.py")
+        (src / "new" / "deep").mkdir(parents=True)  # new directories
+        (src / "new" / "deep" / "a.txt").write_text("a")
+        touch(src / "new")
+        (src / "pkg" / "helpers.py").chmod(0o700)  # mode
+        (src / "current").unlink()
+        (src / "current").symlink_to("pkg/helpers.py")  # symlink retargeted
+        touch(src / "current")
+        big = src / "big.bin"  # a large file, streamed
+        with big.open("wb") as handle:
+            for _ in range(64):
+                handle.write(os.urandom(1 << 20))
+        touch(big)
+        for ignored in ("app.log", "secrets.txt", "x.tmp", "pkg/generated/out.py"):
+            (src / ignored).parent.mkdir(parents=True, exist_ok=True)
+            (src / ignored).write_text("ignored")
+            touch(src / ignored)
+        await syncer.push(changed)
+        await remote_matches_local(synced.stream, src, "/app", ("*.tmp",))
+        listing = await synced.stream.listing("/app")
+        assert "main.py" not in listing and "pkg/util.py" not in listing
+        assert listing["big.bin"].kind == "F" and listing["pkg/helpers.py"].mode == 0o700
+        assert not {"app.log", "secrets.txt", "x.tmp", "pkg/generated"} & set(listing)
+    finally:
+        await synced.stream.close()
+
+
+async def test_new_pods_and_dropped_streams_are_brought_up_to_date(
+    tmp_path: Path, namespace: str, kube: Kube, cluster: ClusterInfo
+) -> None:
+    src = tmp_path / "src"
+    tree(src)
+    await kube.apply(deployment("web", namespace, PYTHON, replicas=2))
+    await rolled_out(kube, namespace, "web", 2)
+    syncer = Syncer(kube, cluster, namespace, "app=web", [SyncRule(src, "/app")])
+    stop = asyncio.Event()
+    task = asyncio.create_task(syncer.run(stop, pod_interval=0.2))
+    try:
+        for _ in range(200):
+            if len(syncer.pods) == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert len(syncer.pods) == 2  # every replica
+        (src / "main.py").write_text("print('all replicas')\n")
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            contents = [await p.stream.read("/app/main.py") for p in list(syncer.pods.values())]
+            if contents == [b"print('all replicas')\n"] * 2:
+                break
+        assert contents == [b"print('all replicas')\n"] * 2
+
+        # Scale up: the new pod is found and synced.
+        scaled = deployment("web", namespace, PYTHON, replicas=3)
+        await kube.apply(scaled)
+        await rolled_out(kube, namespace, "web", 3)
+        for _ in range(200):
+            if len(syncer.pods) == 3:
+                break
+            await asyncio.sleep(0.05)
+        assert len(syncer.pods) == 3
+
+        # Drop one stream (as a lost connection would); a change made meanwhile arrives.
+        victim_name, victim = next(iter(syncer.pods.items()))
+        os.kill(victim.stream.process.pid, signal.SIGKILL)
+        dropped = time.monotonic()
+        (src / "pkg" / "util.py").write_text("X = 'after the drop'\n")
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            synced = syncer.pods.get(victim_name)
+            fresh = synced is not None and synced.stream.alive and synced is not victim
+            wanted = b"X = 'after the drop'\n"
+            if (
+                fresh
+                and synced is not None
+                and await synced.stream.read("/app/pkg/util.py") == wanted
+            ):
+                break
+        assert time.monotonic() - dropped < 5
+        assert await syncer.pods[victim_name].stream.read("/app/pkg/util.py") == (
+            b"X = 'after the drop'\n")  # fmt: skip
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def test_process_restart_keeps_the_pod_and_reset_restores_it(
+    tmp_path: Path, namespace: str, kube: Kube, docker_engine: None
+) -> None:
+    import shutil
+
+    from kubeloop.devloop import open_session
+    from kubeloop.sync.devmode import ORIGINAL, reset
+
+    folder = tmp_path / "add"
+    shutil.copytree(Path(__file__).parents[2] / "examples" / "add", folder)
+    config = folder / "kubeloop.yaml"
+    config.write_text(config.read_text().replace("namespace: add", f"namespace: {namespace}"))
+    session = await open_session(config, cluster="kubeloop")
+    try:
+        await session.deploy(quiet=True, dev_mode=True)
+        path = f"/apis/apps/v1/namespaces/{namespace}/deployments/add"
+        live = await kube.get(path)
+        assert live is not None and ORIGINAL in live["metadata"]["annotations"]
+        (syncer,) = session.syncers()
+        stop = asyncio.Event()
+        task = asyncio.create_task(syncer.run(stop))
+        pod_ip = ""
+        for _ in range(200):
+            if syncer.pods:
+                pod = await kube.get(
+                    f"/api/v1/namespaces/{namespace}/pods/{next(iter(syncer.pods))}"
+                )
+                assert pod is not None
+                pod_ip = pod["status"]["podIP"]
+                break
+            await asyncio.sleep(0.05)
+        server = folder / "app" / "server.py"
+        server.write_text(server.read_text().replace('"sum":', '"synced_sum":'))
+        saved = time.monotonic()
+        body: dict[str, object] = {}
+        async with httpx.AsyncClient(timeout=1) as client:
+            while time.monotonic() - saved < 10:
+                try:
+                    body = (await client.get(f"http://{pod_ip}:8000/add/2/3")).json()
+                except (httpx.HTTPError, ValueError):
+                    body = {}
+                if "synced_sum" in body:
+                    break
+                await asyncio.sleep(0.02)
+        assert body.get("synced_sum") == 5
+        assert time.monotonic() - saved < 3
+        pods = await kube.request("GET", f"/api/v1/namespaces/{namespace}/pods",
+                                  params={"labelSelector": "app=add"})  # fmt: skip
+        assert [p["status"]["containerStatuses"][0]["restartCount"] for p in pods["items"]] == [0]
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+        assert await reset(kube, namespace) == ["deployment/add"]
+        restored = await kube.get(path)
+        assert restored is not None
+        assert ORIGINAL not in (restored["metadata"].get("annotations") or {})
+        template = restored["spec"]["template"]["spec"]
+        assert not template.get("initContainers")
+        assert template["containers"][0].get("command") is None
+    finally:
+        await session.close()

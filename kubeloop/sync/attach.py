@@ -58,9 +58,11 @@ def _ephemeral_state(pod: Obj, name: str) -> str:
     return "absent"
 
 
-def _agent_name(pod: Obj, container: str) -> str:
-    """A running agent for ``container``, or a new name (a stopped one cannot be reused)."""
-    base = f"{AGENT_PREFIX}-{container}"[:55]
+def _agent_name(pod: Obj, container: str, version: str) -> str:
+    """A running agent of this version for ``container``, or a new name (a stopped
+    ephemeral container cannot be restarted, and an older agent may speak another
+    protocol)."""
+    base = f"{AGENT_PREFIX}-{version[:8]}-{container}"[:55]
     taken = [e["name"] for e in (pod.get("spec") or {}).get("ephemeralContainers") or []]
     for index, name in enumerate([base] + [f"{base}-{i}" for i in range(2, 50)]):
         del index
@@ -75,7 +77,7 @@ async def ensure_agent(kube: Kube, namespace: str, pod_name: str, container: str
     pod = await kube.get(path)
     if pod is None:
         raise KubeloopError(f"pod {pod_name} is gone")
-    name = _agent_name(pod, container)
+    name = _agent_name(pod, container, image.rsplit(":", 1)[-1])
     if _ephemeral_state(pod, name) == "absent":
         await kube.request(
             "PATCH", f"{path}/ephemeralcontainers",

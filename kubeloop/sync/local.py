@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,14 +40,23 @@ class Ignore:
         if dockerignore.exists():
             patterns += dockerignore.read_text().splitlines()
         self.base = pathspec.GitIgnoreSpec.from_lines(patterns)
-        self.nested: dict[Path, pathspec.GitIgnoreSpec] = {}
+        self.nested: dict[Path, pathspec.GitIgnoreSpec | None] = {}
 
     def _spec_for(self, folder: Path) -> pathspec.GitIgnoreSpec | None:
         if folder not in self.nested:
             gitignore = folder / ".gitignore"
             self.nested[folder] = (pathspec.GitIgnoreSpec.from_lines(gitignore.read_text().splitlines())
-                                   if gitignore.exists() else pathspec.GitIgnoreSpec([]))  # fmt: skip
+                                   if gitignore.exists() else None)  # fmt: skip
         return self.nested[folder]
+
+    def has_nested(self) -> bool:
+        """Whether any .gitignore below the root exists (else skip the per-file lookup)."""
+        return any(True for _ in self.root.rglob(".gitignore"))
+
+    def excluded_rel(self, relative: str, is_dir: bool, nested: bool = True) -> bool:
+        if self.base.match_file(relative + ("/" if is_dir else "")):
+            return True
+        return nested and self.excluded(self.root / relative, is_dir)
 
     def forget(self, folder: Path) -> None:
         self.nested.pop(folder, None)
@@ -54,13 +65,17 @@ class Ignore:
         relative = path.relative_to(self.root).as_posix() + ("/" if is_dir else "")
         if self.base.match_file(relative):
             return True
-        # Each .gitignore applies to its own folder and below, with paths relative to it.
+        # Each .gitignore applies to its own folder and below, with paths relative to it;
+        # as in git, the deepest one with a matching pattern (ignore or '!' re-include)
+        # decides.
         folder = path.parent
         while True:
             spec = self._spec_for(folder)
-            if spec is not None and spec.match_file(path.relative_to(folder).as_posix()
-                                                    + ("/" if is_dir else "")):  # fmt: skip
-                return True
+            if spec is not None:
+                verdict = spec.check_file(path.relative_to(folder).as_posix()
+                                          + ("/" if is_dir else "")).include  # fmt: skip
+                if verdict is not None:
+                    return bool(verdict)
             if folder == self.root or self.root not in folder.parents:
                 return False
             folder = folder.parent
@@ -81,27 +96,48 @@ def entry_of(path: Path) -> LocalEntry | None:
 
 
 def scan(root: Path, ignore: Ignore) -> dict[str, LocalEntry]:
-    entries: dict[str, LocalEntry] = {}
-    for folder, dirs, files in os.walk(root):
-        here = Path(folder)
+    return {rel: entry for rel, entry, _data in walk(root, ignore)}
+
+
+def walk(
+    root: Path, ignore: Ignore, keep_data: int = 0
+) -> Iterator[tuple[str, LocalEntry, bytes | None]]:
+    """Every entry under ``root`` that is not ignored, in walk order. Files up to
+    ``keep_data`` bytes come with their content (read once: hashed and sent from the
+    same bytes). Strings, not Path objects, on this path: it runs once per file of the
+    tree and Path arithmetic would dominate a large initial sync."""
+    base = str(root)
+    prefix = len(base) + 1
+    nested = ignore.has_nested()
+    for folder, dirs, files in os.walk(base):
+        rel_folder = folder[prefix:]
         kept = []
         for name in sorted(dirs):
-            child = here / name
-            if ignore.excluded(child, True):
+            rel = f"{rel_folder}/{name}" if rel_folder else name
+            full = os.path.join(folder, name)
+            if ignore.excluded_rel(rel, True, nested):
                 continue
-            if child.is_symlink():
-                entries[child.relative_to(root).as_posix()] = LocalEntry("L", 0, os.readlink(child))
+            if os.path.islink(full):
+                yield rel, LocalEntry("L", 0, os.readlink(full)), None
                 continue
             kept.append(name)
-            entries[child.relative_to(root).as_posix()] = LocalEntry(
-                "D", child.stat().st_mode & 0o7777, ""
-            )
+            yield rel, LocalEntry("D", os.stat(full).st_mode & 0o7777, ""), None
         dirs[:] = kept
-        for name in files:
-            child = here / name
-            if ignore.excluded(child, False):
+        for name in sorted(files):
+            rel = f"{rel_folder}/{name}" if rel_folder else name
+            if ignore.excluded_rel(rel, False, nested):
                 continue
-            entry = entry_of(child)
+            full = os.path.join(folder, name)
+            try:
+                info = os.lstat(full)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(info.st_mode) and info.st_size <= keep_data:
+                with open(full, "rb") as handle:
+                    data = handle.read()
+                digest = hashlib.sha256(data).hexdigest()
+                yield rel, LocalEntry("F", info.st_mode & 0o7777, digest), data
+                continue
+            entry = entry_of(Path(full))
             if entry is not None:
-                entries[child.relative_to(root).as_posix()] = entry
-    return entries
+                yield rel, entry, None

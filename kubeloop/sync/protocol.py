@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from kubeloop.errors import KubeloopError
 
 CHUNK = 1 << 20
+HIGH_WATER = 4 << 20
 
 
 class AgentError(KubeloopError):
@@ -97,8 +98,12 @@ class AgentStream:
                 with source.open("rb") as handle:
                     while chunk := handle.read(CHUNK):
                         self._writer.write(chunk)
-                        await self._writer.drain()
-            await self._writer.drain()
+                        if self._writer.transport.get_write_buffer_size() > HIGH_WATER:
+                            await self._writer.drain()
+            # Drain only past a high-water mark: awaiting every small frame would turn a
+            # burst of small files into one event-loop round trip each.
+            if self._writer.transport.get_write_buffer_size() > HIGH_WATER:
+                await self._writer.drain()
         return future
 
     @staticmethod
@@ -107,6 +112,57 @@ class AgentStream:
         if op == "E":
             raise AgentError(f"{what}: {body.decode(errors='replace')}")
         return body
+
+    async def send_many(
+        self, ops: Iterable[tuple[str, str, int, Path | str | bytes | None]]
+    ) -> list[asyncio.Future[tuple[str, bytes]]]:
+        """Queue many operations at once: ``(op, path, mode, source)`` where op is 'W'
+        (source: a file, or its content), 'M' (mkdir), 'L' (source: link target) or 'D'.
+        ``ops`` may be a generator: frames go out while it still produces.
+
+        Small files are framed in one synchronous pass into one buffer: per-frame awaits
+        cost more than the agent needs to write the file. Large files are streamed."""
+        futures: list[asyncio.Future[tuple[str, bytes]]] = []
+        loop = asyncio.get_running_loop()
+        buffer = bytearray()
+        async with self._lock:
+            for op, path, mode, source in ops:
+                if not self.alive:
+                    raise AgentError(f"the stream to {self.name} is closed")
+                self._seq += 1
+                future: asyncio.Future[tuple[str, bytes]] = loop.create_future()
+                self._pending[self._seq] = future
+                futures.append(future)
+                raw = path.encode()
+                head = struct.pack(">BIH", ord(op), self._seq, len(raw)) + raw
+                if op == "W" and isinstance(source, bytes):
+                    buffer += head + struct.pack(">QI", len(source) + 4, mode) + source
+                elif op == "W" and isinstance(source, Path):
+                    size = source.stat().st_size
+                    buffer += head + struct.pack(">QI", size + 4, mode)
+                    if size <= CHUNK:
+                        buffer += source.read_bytes()
+                    else:
+                        self._writer.write(bytes(buffer))
+                        buffer.clear()
+                        with source.open("rb") as handle:
+                            while chunk := handle.read(CHUNK):
+                                self._writer.write(chunk)
+                                await self._writer.drain()
+                elif op == "M":
+                    buffer += head + struct.pack(">QI", 4, mode)
+                elif op == "L":
+                    target = str(source).encode()
+                    buffer += head + struct.pack(">Q", len(target)) + target
+                else:
+                    buffer += head + struct.pack(">Q", 0)
+                if len(buffer) > HIGH_WATER:
+                    self._writer.write(bytes(buffer))
+                    buffer.clear()
+                    await self._writer.drain()
+            self._writer.write(bytes(buffer))
+            await self._writer.drain()
+        return futures
 
     async def write_file(
         self, path: str, source: Path, mode: int

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,11 +18,12 @@ from kubeloop.cluster import ClusterInfo
 from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube
 from kubeloop.sync.attach import ensure_agent, ensure_agent_image, open_stream
-from kubeloop.sync.local import Ignore, LocalEntry, entry_of, scan
+from kubeloop.sync.local import Ignore, LocalEntry, entry_of, scan, walk
 from kubeloop.sync.protocol import AgentStream, RemoteEntry
 
 Obj = dict[str, Any]
 SIGHUP, SIGTERM = 1, 15
+SMALL_FILE = 1 << 20  # read, hash and send in one go; larger files are streamed
 Future = asyncio.Future[tuple[str, bytes]]
 
 
@@ -106,31 +107,48 @@ class Syncer:
         return self._state[index]
 
     async def _initial(self, stream: AgentStream, index: int, rule: SyncRule) -> int:
-        """Send only what differs between the local folder and the container."""
-        local = self._local(index, rule)
+        """Send only what differs between the local folder and the container. The first
+        time, the local walk feeds the stream directly: each file is read once, hashed
+        and sent from the same bytes, and sending starts before the walk ends."""
         remote = await stream.listing(rule.remote)
-        futures: list[Future] = [await stream.mkdir(rule.remote, 0o755)]
+        ignore = self._ignores.setdefault(index, Ignore(rule.local, list(rule.excludes)))
+        known = self._state.get(index)
+        state: dict[str, LocalEntry] = {}
         sent = 0
-        for rel, entry in sorted(local.items()):
-            if not _same(entry, remote.get(rel)):
-                futures.append(await self._send(stream, rule, rel, entry))
-                sent += entry.kind == "F"
-        ignore = self._ignores[index]
-        for rel in _topmost(r for r in remote if r not in local):
-            if not ignore.excluded(rule.local / rel, remote[rel].kind == "D"):
-                futures.append(await stream.delete(self._remote(rule, rel)))
+
+        def ops() -> Iterator[tuple[str, str, int, Path | str | bytes | None]]:
+            nonlocal sent
+            yield ("M", rule.remote, 0o755, None)
+            entries = (((r, e, None) for r, e in known.items()) if known is not None
+                       else walk(rule.local, ignore, keep_data=SMALL_FILE))  # fmt: skip
+            for rel, entry, data in entries:
+                state[rel] = entry
+                if not _same(entry, remote.get(rel)):
+                    sent += entry.kind == "F"
+                    if data is not None:
+                        yield ("W", self._remote(rule, rel), entry.mode, data)
+                    else:
+                        yield self._op(rule, rel, entry)
+            for rel in _topmost(r for r in remote if r not in state):
+                if not ignore.excluded(rule.local / rel, remote[rel].kind == "D"):
+                    yield ("D", self._remote(rule, rel), 0, None)
+
+        futures = await stream.send_many(ops())
+        self._state[index] = state
         await stream.wait_all(futures, f"initial sync of {rule.local}")
         return sent
 
-    async def _send(
-        self, stream: AgentStream, rule: SyncRule, rel: str, entry: LocalEntry
-    ) -> Future:
+    def _op(
+        self, rule: SyncRule, rel: str, entry: LocalEntry | None
+    ) -> tuple[str, str, int, Path | str | bytes | None]:
         target = self._remote(rule, rel)
+        if entry is None:
+            return ("D", target, 0, None)
         if entry.kind == "D":
-            return await stream.mkdir(target, entry.mode)
+            return ("M", target, entry.mode, None)
         if entry.kind == "L":
-            return await stream.symlink(target, entry.digest)
-        return await stream.write_file(target, rule.local / rel, entry.mode)
+            return ("L", target, 0, entry.digest)
+        return ("W", target, entry.mode, rule.local / rel)
 
     # --- changes -------------------------------------------------------------------------
 
@@ -173,14 +191,10 @@ class Syncer:
         if not todo:
             return None
 
+        ops = [self._op(self.rules[index], rel, entry) for index, rel, entry in todo]
+
         async def to_pod(synced: PodSync) -> None:
-            futures = []
-            for index, rel, entry in todo:
-                rule = self.rules[index]
-                if entry is None:
-                    futures.append(await synced.stream.delete(self._remote(rule, rel)))
-                else:
-                    futures.append(await self._send(synced.stream, rule, rel, entry))
+            futures = await synced.stream.send_many(ops)
             await synced.stream.wait_all(futures, f"sync to {synced.pod}")
 
         restart = {self.rules[index].restart for index, _, _ in todo} - {"none"}

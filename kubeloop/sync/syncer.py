@@ -94,8 +94,17 @@ class Syncer:
         agent = await ensure_agent(self.kube, self.namespace, name, target, self._image)
         stream = await open_stream(self.cluster, self.namespace, name, agent)
         synced = PodSync(name, stream)
+        restart = set()
         for index, rule in enumerate(self.rules):
-            synced.sent_files += await self._initial(stream, index, rule)
+            sent = await self._initial(stream, index, rule)
+            synced.sent_files += sent
+            if sent and rule.restart != "none":
+                restart.add(rule.restart)
+        # The app started from the image's files: restart it if we just replaced some.
+        if "container" in restart:
+            await stream.signal(SIGTERM)
+        elif "process" in restart:
+            await stream.signal(SIGHUP)
         self.pods[name] = synced
         self.on_event(f"sync: {name} up to date ({synced.sent_files} files sent)")
         return synced

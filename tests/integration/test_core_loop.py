@@ -170,7 +170,7 @@ async def test_failing_pods_are_explained(
         assert "config file missing: /etc/app.conf" in message  # the last log lines
 
 
-async def test_dev_loop_rebuilds_and_keeps_forward_and_logs(
+async def test_dev_loop_syncs_or_rebuilds_and_keeps_forward_and_logs(
     tmp_path: Path, namespace: str, docker_engine: None
 ) -> None:
     folder = copy_example("add", tmp_path, namespace)
@@ -184,19 +184,8 @@ async def test_dev_loop_rebuilds_and_keeps_forward_and_logs(
     session.config.project.dev.cleanup = True
     stop = asyncio.Event()
     task = asyncio.create_task(loop.run(stop))
-    try:
-        for _ in range(300):
-            if loop.forwarders and loop.forwarders[0].ready.is_set():
-                break
-            await asyncio.sleep(0.1)
-        forwarder: Forwarder = loop.forwarders[0]
-        assert (await get_json("http://127.0.0.1:18411/add/1/2"))["sum"] == 3
-        first_pod = forwarder.current_pod
 
-        server = folder / "app" / "server.py"
-        # A key unique to this run, so the content tag is new and a real build happens.
-        key = f"sum_{namespace.replace('-', '_')}"
-        server.write_text(server.read_text().replace('"sum":', f'"{key}":'))
+    async def answer_with(key: str) -> dict[str, object]:
         reply: dict[str, object] = {}
         for _ in range(300):
             await asyncio.sleep(0.1)
@@ -206,13 +195,35 @@ async def test_dev_loop_rebuilds_and_keeps_forward_and_logs(
                 continue
             if key in reply:
                 break
-        assert reply.get(key) == 3
-        assert forwarder.current_pod != first_pod and forwarder.moves >= 1
-        for _ in range(100):  # the forward may move before deploy() returns
-            if iterations:
+        return reply
+
+    try:
+        for _ in range(300):
+            ready = loop.forwarders and loop.forwarders[0].ready.is_set()
+            if ready and loop.syncers and loop.syncers[0].pods:
+                break
+            await asyncio.sleep(0.1)
+        forwarder: Forwarder = loop.forwarders[0]
+        assert (await get_json("http://127.0.0.1:18411/add/1/2"))["sum"] == 3
+        first_pod = forwarder.current_pod
+
+        # 1. A source file under the sync rule: live in the same pod, nothing rebuilt.
+        key = f"sum_{namespace.replace('-', '_')}"
+        server = folder / "app" / "server.py"
+        server.write_text(server.read_text().replace('"sum":', f'"{key}":'))
+        assert (await answer_with(key)).get(key) == 3
+        assert forwarder.current_pod == first_pod and iterations == []
+
+        # 2. The Dockerfile (outside the sync rule): rebuilt, rolled out, forward moved.
+        dockerfile = folder / "Dockerfile"
+        dockerfile.write_text(dockerfile.read_text() + f"\nENV BUILD_MARK={namespace}\n")
+        for _ in range(600):  # the forward may move before deploy() returns
+            if iterations and forwarder.current_pod != first_pod:
                 break
             await asyncio.sleep(0.1)
         assert iterations and iterations[0].rebuilt == ["add"]
+        assert forwarder.current_pod != first_pod and forwarder.moves >= 1
+        assert (await answer_with(key)).get(key) == 3  # the new image has the synced code
 
         def new_pod_logged() -> bool:
             return any(p.startswith(str(forwarder.current_pod)) and "add 1.0 2.0" in line

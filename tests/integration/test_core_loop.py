@@ -4,6 +4,7 @@ deployed, explain failing pods, and the dev loop's rebuild + port-forward + logs
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import sys
@@ -344,3 +345,74 @@ async def test_buildah_builds_without_a_docker_engine(
     async with httpx.AsyncClient(timeout=5) as client:
         reply = await client.get(f"http://{pod['status']['podIP']}:8080/b")
     assert reply.text == "hello from hello path=/b\n"
+
+
+async def test_podman_builds_too(tmp_path: Path, namespace: str, kube: Kube) -> None:
+    from kubeloop.cluster.native.host import ensure_packages
+
+    await ensure_packages(extra=("podman",), quiet=True)
+    folder = tmp_path / "hello"
+    shutil.copytree(EXAMPLES / "hello", folder)
+    (folder / "server.py").write_text(
+        (folder / "server.py").read_text() + f"\n# podman {namespace}\n"
+    )
+    (folder / "kubeloop.yaml").write_text(
+        f"name: pm\nnamespace: {namespace}\n"
+        "artifacts: [{image: hello, builder: podman}]\nmanifests: {raw: [pod.yaml]}\n"
+    )
+    (folder / "pod.yaml").write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: hello}\n"
+        "spec: {containers: [{name: hello, image: hello}]}\n"
+    )
+    session = await open_session(folder / "kubeloop.yaml", cluster=CLUSTER)
+    try:
+        timings = await session.build()
+        assert timings.built == ["hello"]
+        await session.deploy(quiet=True)
+    finally:
+        await session.close()
+    pod = await kube.wait_pod_running(namespace, "hello", 60)
+    async with httpx.AsyncClient(timeout=5) as client:
+        reply = await client.get(f"http://{pod['status']['podIP']}:8080/p")
+    assert reply.text == "hello from hello path=/p\n"
+
+
+async def test_helm_charts_render_and_deploy(
+    tmp_path: Path, namespace: str, kube: Kube, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With helm installed (built from its Go module into kubeloop's cache when missing)."""
+    helm = await ensure_helm()
+    chart = tmp_path / "charts" / "cfg"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: cfg\nversion: 0.1.0\n")
+    (chart / "values.yaml").write_text("level: chart-default\n")
+    (chart / "templates" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: '{{ .Release.Name }}-settings'}\n"
+        "data: {level: '{{ .Values.level }}'}\n"
+    )
+    (tmp_path / "values-dev.yaml").write_text("level: from-values-file\n")
+    (tmp_path / "kubeloop.yaml").write_text(
+        f"name: hm\nnamespace: {namespace}\nmanifests:\n  helm:\n    - chart: charts/cfg\n"
+        "      release: demo\n      valuesFiles: [values-dev.yaml]\n"
+    )
+    monkeypatch.setenv("PATH", f"{helm.parent}:{os.environ['PATH']}")
+    session = await open_session(tmp_path / "kubeloop.yaml", cluster=CLUSTER)
+    try:
+        await session.deploy(quiet=True)
+    finally:
+        await session.close()
+    found = await kube.get(f"/api/v1/namespaces/{namespace}/configmaps/demo-settings")
+    assert found is not None and found["data"] == {"level": "from-values-file"}
+
+
+async def ensure_helm() -> Path:
+    """helm from the Go module proxy, cached in kubeloop's cache (no release download)."""
+    from kubeloop.paths import cache_dir
+
+    target = cache_dir() / "tools" / "helm"
+    if not (target / "helm").exists():
+        target.mkdir(parents=True, exist_ok=True)
+        await run(["go", "install", "helm.sh/helm/v3/cmd/helm@v3.19.5"],
+                  env={**os.environ, "GOBIN": str(target), "CGO_ENABLED": "0",
+                       "GOTOOLCHAIN": "local"}, timeout=1500)  # fmt: skip
+    return target / "helm"

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pathspec
 
+from kubeloop.files import sha256_of
+
 ALWAYS_EXCLUDED = (".git/", "__pycache__/", "*.pyc", ".kubeloop-*")
 
 
@@ -20,14 +22,6 @@ class LocalEntry:
     kind: str  # "F", "D" or "L"
     mode: int
     digest: str  # sha256 (files) or link target (symlinks)
-
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class Ignore:
@@ -91,7 +85,7 @@ def entry_of(path: Path) -> LocalEntry | None:
     if path.is_dir():
         return LocalEntry("D", info.st_mode & 0o7777, "")
     if path.is_file():
-        return LocalEntry("F", info.st_mode & 0o7777, file_digest(path))
+        return LocalEntry("F", info.st_mode & 0o7777, sha256_of(path))
     return None
 
 

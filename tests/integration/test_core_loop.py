@@ -316,49 +316,23 @@ def test_the_add_example_passes_its_own_tests_and_linter() -> None:
     subprocess.run([sys.executable, "-m", "ruff", "check", str(example)], check=True)
 
 
-async def test_buildah_builds_without_a_docker_engine(
-    tmp_path: Path, namespace: str, kube: Kube
+@pytest.mark.parametrize("builder", ["buildah", "podman"])
+async def test_daemonless_builders_build_and_deploy(
+    tmp_path: Path, namespace: str, kube: Kube, builder: str
 ) -> None:
+    """buildah and podman (installed on demand) build without a Docker engine; Docker Hub
+    base images resolve to the cluster registry through kubeloop's registries.conf."""
     from kubeloop.cluster.native.host import ensure_packages
 
-    await ensure_packages(extra=("buildah",), quiet=True)
-    folder = tmp_path / "hello"
-    shutil.copytree(EXAMPLES / "hello", folder)
-    (folder / "server.py").write_text((folder / "server.py").read_text() + f"\n# {namespace}\n")
-    (folder / "kubeloop.yaml").write_text(
-        f"name: bh\nnamespace: {namespace}\n"
-        "artifacts: [{image: hello, builder: buildah}]\nmanifests: {raw: [pod.yaml]}\n"
-    )
-    (folder / "pod.yaml").write_text(
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: hello, labels: {app: hello}}\n"
-        "spec: {containers: [{name: hello, image: hello}]}\n"
-    )
-    session = await open_session(folder / "kubeloop.yaml", cluster=CLUSTER)
-    try:
-        timings = await session.build()
-        assert timings.built == ["hello"]
-        assert session.last_built["hello"].startswith("localhost:5000/bh/hello:kl-")
-        await session.deploy(quiet=True)
-    finally:
-        await session.close()
-    pod = await kube.wait_pod_running(namespace, "hello", 60)
-    async with httpx.AsyncClient(timeout=5) as client:
-        reply = await client.get(f"http://{pod['status']['podIP']}:8080/b")
-    assert reply.text == "hello from hello path=/b\n"
-
-
-async def test_podman_builds_too(tmp_path: Path, namespace: str, kube: Kube) -> None:
-    from kubeloop.cluster.native.host import ensure_packages
-
-    await ensure_packages(extra=("podman",), quiet=True)
+    await ensure_packages(extra=(builder,), quiet=True)
     folder = tmp_path / "hello"
     shutil.copytree(EXAMPLES / "hello", folder)
     (folder / "server.py").write_text(
-        (folder / "server.py").read_text() + f"\n# podman {namespace}\n"
+        (folder / "server.py").read_text() + f"\n# {builder} {namespace}\n"
     )
     (folder / "kubeloop.yaml").write_text(
-        f"name: pm\nnamespace: {namespace}\n"
-        "artifacts: [{image: hello, builder: podman}]\nmanifests: {raw: [pod.yaml]}\n"
+        f"name: {builder}\nnamespace: {namespace}\n"
+        f"artifacts: [{{image: hello, builder: {builder}}}]\nmanifests: {{raw: [pod.yaml]}}\n"
     )
     (folder / "pod.yaml").write_text(
         "apiVersion: v1\nkind: Pod\nmetadata: {name: hello}\n"
@@ -368,13 +342,14 @@ async def test_podman_builds_too(tmp_path: Path, namespace: str, kube: Kube) -> 
     try:
         timings = await session.build()
         assert timings.built == ["hello"]
+        assert session.last_built["hello"].startswith(f"localhost:5000/{builder}/hello:kl-")
         await session.deploy(quiet=True)
     finally:
         await session.close()
     pod = await kube.wait_pod_running(namespace, "hello", 60)
     async with httpx.AsyncClient(timeout=5) as client:
-        reply = await client.get(f"http://{pod['status']['podIP']}:8080/p")
-    assert reply.text == "hello from hello path=/p\n"
+        reply = await client.get(f"http://{pod['status']['podIP']}:8080/{builder}")
+    assert reply.text == f"hello from hello path=/{builder}\n"
 
 
 async def test_helm_charts_render_and_deploy(

@@ -27,6 +27,7 @@ import httpx
 from kubeloop import ui
 from kubeloop.cluster.native.layout import COREDNS_VERSION, ETCD_VERSION, KUBERNETES_VERSION
 from kubeloop.errors import KubeloopError
+from kubeloop.files import sha256_of
 from kubeloop.paths import cache_dir
 from kubeloop.proc import run, run_streaming
 
@@ -226,16 +227,8 @@ def cached(component: Component) -> bool:
 
 
 def _mark_complete(component: Component) -> None:
-    sums = {b: _sha256(component.bin_dir / b) for b in component.binaries}
+    sums = {b: sha256_of(component.bin_dir / b) for b in component.binaries}
     (component.bin_dir / ".complete").write_text(json.dumps(sums, indent=1))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 async def ensure_binaries(quiet: bool = False) -> dict[str, Path]:

@@ -61,6 +61,12 @@ class SyncSpec(Strict):
     src: str = Field(description="Local folder, relative to kubeloop.yaml.")
     dest: str = Field(description="Absolute path in the container.", pattern=r"^/")
     exclude: list[str] = Field(default_factory=list, description="gitignore-style patterns.")
+    two_way: bool = Field(
+        False,
+        alias="twoWay",
+        description="Also bring changes made in the container back (paths the app writes); "
+        "a file changed on both sides is kept twice and reported, never overwritten.",
+    )
     restart: Literal["none", "process", "container"] = Field(
         "none",
         description="After a change: nothing; restart the process (kubeloop's supervisor "

@@ -76,7 +76,7 @@ class Session:
             Syncer(self.kube, self.cluster, self.namespace,
                    ",".join(f"{k}={v}" for k, v in spec.selector.items()),
                    [SyncRule((self.config.root / spec.src).resolve(), spec.dest,
-                             tuple(spec.exclude), spec.restart)],
+                             tuple(spec.exclude), spec.restart, spec.two_way)],
                    container=spec.container, on_event=on_event)
             for spec in self.config.project.sync
         ]  # fmt: skip

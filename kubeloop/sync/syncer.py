@@ -33,6 +33,7 @@ class SyncRule:
     remote: str
     excludes: tuple[str, ...] = ()
     restart: str = "none"  # none | process (SIGHUP to the supervisor) | container (SIGTERM)
+    two_way: bool = False  # bring container-side changes back (see Syncer.pull)
 
 
 @dataclass
@@ -67,6 +68,8 @@ class Syncer:
     _state: dict[int, dict[str, LocalEntry]] = field(default_factory=dict)
     _ignores: dict[int, Ignore] = field(default_factory=dict)
     _image: str | None = None
+    # Two-way rules: the digest both sides agreed on last, per path (None: absent).
+    _agreed: dict[int, dict[str, str]] = field(default_factory=dict)
 
     def _remote(self, rule: SyncRule, rel: str) -> str:
         return f"{rule.remote.rstrip('/')}/{rel}" if rel else rule.remote
@@ -145,6 +148,8 @@ class Syncer:
         futures = await stream.send_many(ops())
         self._state[index] = state
         await stream.wait_all(futures, f"initial sync of {rule.local}")
+        if rule.two_way and index not in self._agreed:
+            self._agreed[index] = {r: e.digest for r, e in state.items() if e.kind == "F"}
         return sent
 
     def _op(
@@ -221,11 +226,70 @@ class Syncer:
             if isinstance(outcome, BaseException):
                 self.on_event(f"sync: {synced.pod}: {outcome}; will resync")
                 await synced.stream.close()
+        for index, rel, entry in todo:  # what both sides now hold
+            if self.rules[index].two_way:
+                agreed = self._agreed.setdefault(index, {})
+                if entry is None:
+                    agreed.pop(rel, None)
+                elif entry.kind == "F":
+                    agreed[rel] = entry.digest
         batch = Batch(sorted(p for _, p, _ in todo), sum(e is not None for _, _, e in todo),
                       sum(e is None for _, _, e in todo), len(self.pods),
                       time.perf_counter() - started)  # fmt: skip
         self.on_batch(batch)
         return batch
+
+    # --- two-way --------------------------------------------------------------------------
+
+    async def pull(self) -> list[str]:
+        """Bring changes made in the container back, for two-way rules. A file changed on
+        both sides since they last agreed is not overwritten: the container's version is
+        saved beside it as NAME.remote-conflict and the conflict is reported."""
+        if not self.pods:
+            return []
+        stream = next(iter(self.pods.values())).stream  # replicas share one source of truth
+        events: list[str] = []
+        for index, rule in enumerate(self.rules):
+            if not rule.two_way:
+                continue
+            agreed = self._agreed.setdefault(index, {})
+            state = self._local(index, rule)
+            ignore = self._ignores[index]
+            remote = await stream.listing(rule.remote)
+            for rel, entry in sorted(remote.items()):
+                if entry.kind != "F" or agreed.get(rel) == entry.digest:
+                    continue
+                if ignore.excluded(rule.local / rel, False):
+                    continue
+                local = state.get(rel)
+                local_digest = local.digest if local else None
+                data = await stream.read(self._remote(rule, rel))
+                target = rule.local / rel
+                if local_digest is not None and local_digest != agreed.get(rel):
+                    if local_digest == entry.digest:
+                        agreed[rel] = entry.digest  # both sides made the same change
+                        continue
+                    conflict = target.with_name(target.name + ".remote-conflict")
+                    _write_atomic(conflict, data, entry.mode)
+                    events.append(f"conflict: {rel} changed on both sides; the container's "
+                                  f"version is in {conflict.name}, yours is unchanged")  # fmt: skip
+                    agreed[rel] = entry.digest  # reported once, not on every poll
+                    continue
+                _write_atomic(target, data, entry.mode)
+                new = LocalEntry("F", entry.mode, entry.digest)
+                state[rel] = new  # so the watcher does not echo it back
+                agreed[rel] = entry.digest
+                events.append(f"pulled {rel} from the container")
+            for rel in [r for r in agreed if r not in remote]:
+                local = state.get(rel)
+                if local is not None and local.digest == agreed[rel]:
+                    (rule.local / rel).unlink(missing_ok=True)
+                    del state[rel]
+                    events.append(f"removed {rel}: deleted in the container")
+                del agreed[rel]
+        for event in events:
+            self.on_event(f"sync: {event}")
+        return events
 
     # --- running -------------------------------------------------------------------------
 
@@ -244,7 +308,8 @@ class Syncer:
                 except KubeloopError as exc:
                     self.on_event(f"sync: cannot attach to {name} yet: {exc.message}")
 
-    async def run(self, stop: asyncio.Event | None = None, pod_interval: float = 0.5) -> None:
+    async def run(self, stop: asyncio.Event | None = None, pod_interval: float = 0.5,
+                  pull_interval: float = 1.0) -> None:  # fmt: skip
         from watchfiles import awatch
 
         stop = stop or asyncio.Event()
@@ -256,17 +321,35 @@ class Syncer:
                 with contextlib.suppress(KubeloopError):
                     await self.refresh_pods()
 
+        async def pull_loop() -> None:
+            while not stop.is_set():
+                await asyncio.sleep(pull_interval)
+                with contextlib.suppress(KubeloopError):
+                    await self.pull()
+
         pods_task = asyncio.create_task(watch_pods())
+        pull_task = (asyncio.create_task(pull_loop())
+                     if any(r.two_way for r in self.rules) else None)  # fmt: skip
         try:
             async for changes in awatch(*(r.local for r in self.rules), debounce=5, step=5,
                                         stop_event=stop, recursive=True):  # fmt: skip
                 await self.push({path for _change, path in changes})
         finally:
-            pods_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pods_task
+            for task in (pods_task, pull_task):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             for synced in self.pods.values():
                 await synced.stream.close()
+
+
+def _write_atomic(target: Path, data: bytes, mode: int) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.kubeloop-tmp")
+    temp.write_bytes(data)
+    temp.chmod(mode)
+    temp.replace(target)
 
 
 def _same(local: LocalEntry, remote: RemoteEntry | None) -> bool:

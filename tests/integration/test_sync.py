@@ -282,3 +282,54 @@ async def test_process_restart_keeps_the_pod_and_reset_restores_it(
         assert template["containers"][0].get("command") is None
     finally:
         await session.close()
+
+
+async def test_two_way_brings_container_changes_back_and_keeps_conflicts(
+    tmp_path: Path, namespace: str, kube: Kube, cluster: ClusterInfo, env: Any
+) -> None:
+    from tests.integration.conftest import kubectl
+
+    src = tmp_path / "src"
+    tree(src)
+    await kube.apply(deployment("web", namespace, PYTHON))
+    await rolled_out(kube, namespace, "web")
+    syncer = Syncer(kube, cluster, namespace, "app=web",
+                    [SyncRule(src, "/app", two_way=True)])  # fmt: skip
+    await syncer.refresh_pods()
+    (pod,) = syncer.pods
+    try:
+
+        async def in_container(script: str) -> None:
+            await kubectl(env, "exec", "-n", namespace, pod, "-c", "app", "--",
+                          "python3", "-c", script)  # fmt: skip
+
+        # The app writes a new file and changes one: both come back.
+        await in_container(
+            "import os; os.makedirs('/app/migrations', exist_ok=True);"
+            "open('/app/migrations/0001_init.py','w').write('# generated\\n');"
+            "open('/app/pkg/util.py','w').write('X = 99\\n')"
+        )
+        events = await syncer.pull()
+        assert (src / "migrations" / "0001_init.py").read_text() == "# generated\n"
+        assert (src / "pkg" / "util.py").read_text() == "X = 99\n"
+        assert any("0001_init.py" in e for e in events)
+        # Pulled files are not sent back (no echo).
+        assert await syncer.push({str(src / "pkg" / "util.py")}) is None
+
+        # Both sides change the same file: neither version is lost.
+        (src / "main.py").write_text("print('local edit')\n")
+        # Noticed locally but not yet pushed (as between a save and its batch):
+        assert syncer.changes({str(src / "main.py")})
+        await in_container("open('/app/main.py','w').write(\"print('container edit')\\n\")")
+        events = await syncer.pull()
+        assert (src / "main.py").read_text() == "print('local edit')\n"
+        assert (src / "main.py.remote-conflict").read_text() == "print('container edit')\n"
+        assert any(e.startswith("conflict: main.py") for e in events)
+
+        # Deleted in the container (and unchanged locally): removed locally too.
+        await in_container("import os; os.remove('/app/run.sh')")
+        await syncer.pull()
+        assert not (src / "run.sh").exists()
+    finally:
+        for synced in syncer.pods.values():
+            await synced.stream.close()

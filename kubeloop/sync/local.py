@@ -14,7 +14,14 @@ import pathspec
 
 from kubeloop.files import sha256_of
 
-ALWAYS_EXCLUDED = (".git/", "__pycache__/", "*.pyc", ".kubeloop-*", "*.kubeloop-tmp", "*.remote-conflict")
+ALWAYS_EXCLUDED = (
+    ".git/",
+    "__pycache__/",
+    "*.pyc",
+    ".kubeloop-*",
+    "*.kubeloop-tmp",
+    "*.remote-conflict",
+)
 
 
 @dataclass(frozen=True)

@@ -103,10 +103,10 @@ class Syncer:
             synced.sent_files += sent
             if sent and rule.restart != "none":
                 restart.add(rule.restart)
-        # The app started from the image's files: restart it if we just replaced some.
-        if "container" in restart:
-            await stream.signal(SIGTERM)
-        elif "process" in restart:
+        # The app started from the image's files: restart the process if we just replaced
+        # some. Never the container here: unless dest is a volume its restart loses the
+        # files again, and the next attach would restart it again, forever.
+        if "process" in restart:
             await stream.signal(SIGHUP)
         self.pods[name] = synced
         self.on_event(f"sync: {name} up to date ({synced.sent_files} files sent)")

@@ -333,3 +333,69 @@ async def test_two_way_brings_container_changes_back_and_keeps_conflicts(
     finally:
         for synced in syncer.pods.values():
             await synced.stream.close()
+
+
+async def test_container_restart_with_a_volume_destination(
+    tmp_path: Path, namespace: str, kube: Kube, docker_engine: None
+) -> None:
+    """restart: container — the supervisor exits, the kubelet restarts the container, the
+    synced files survive on the volume, and the new container serves them."""
+    from kubeloop.devloop import open_session
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "message.txt").write_text("first")
+    (tmp_path / "app.yaml").write_text("""apiVersion: apps/v1
+kind: Deployment
+metadata: {name: reader}
+spec:
+  selector: {matchLabels: {app: reader}}
+  template:
+    metadata: {labels: {app: reader}}
+    spec:
+      terminationGracePeriodSeconds: 1
+      volumes: [{name: data, emptyDir: {}}]
+      containers:
+        - name: reader
+          image: python:3.11-slim
+          volumeMounts: [{name: data, mountPath: /data}]
+          command: [python3, -c, "import http.server as h, pathlib\\ntext = pathlib.Path('/data/message.txt').read_text() if pathlib.Path('/data/message.txt').exists() else 'none'\\nclass H(h.BaseHTTPRequestHandler):\\n  def do_GET(s):\\n    s.send_response(200); s.end_headers(); s.wfile.write(text.encode())\\nh.HTTPServer(('', 8080), H).serve_forever()"]
+""")
+    (tmp_path / "kubeloop.yaml").write_text(
+        f"name: reader\nnamespace: {namespace}\nmanifests: {{raw: [app.yaml]}}\n"
+        "sync:\n  - selector: {app: reader}\n    src: data\n    dest: /data\n"
+        "    restart: container\n"
+    )
+    session = await open_session(tmp_path / "kubeloop.yaml", cluster="kubeloop")
+    try:
+        await session.deploy(quiet=True, dev_mode=True)
+        (syncer,) = session.syncers()
+        stop = asyncio.Event()
+        task = asyncio.create_task(syncer.run(stop, pod_interval=0.2))
+        while not syncer.pods:
+            await asyncio.sleep(0.05)
+        pod_name = next(iter(syncer.pods))
+        (tmp_path / "data" / "message.txt").write_text("second")
+        text = ""
+        async with httpx.AsyncClient(timeout=1) as client:
+            for _ in range(400):
+                await asyncio.sleep(0.1)
+                pod = await kube.get(f"/api/v1/namespaces/{namespace}/pods/{pod_name}")
+                assert pod is not None
+                try:
+                    text = (await client.get(f"http://{pod['status']['podIP']}:8080/")).text
+                except httpx.HTTPError:
+                    continue
+                if text == "second":
+                    break
+        assert text == "second"
+        # The container, not the pod, was restarted (its status may trail by a moment).
+        restarted = await kube.wait_for(
+            f"/api/v1/namespaces/{namespace}/pods/{pod_name}",
+            lambda p: p["status"]["containerStatuses"][0]["restartCount"] >= 1,
+            "the container restart to show in the pod status", 10,
+        )  # fmt: skip
+        assert restarted["metadata"]["name"] == pod_name
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    finally:
+        await session.close()

@@ -332,11 +332,13 @@ def cgroup_processes(layout: Layout) -> set[int]:
     for directory in _cgroup_dirs(layout):
         if not directory.exists():
             continue
-        for procs in directory.rglob("cgroup.procs"):
-            try:
-                pids.update(int(p) for p in procs.read_text().split())
-            except OSError:
+        for folder, _dirs, files in os.walk(directory, onerror=lambda _e: None):
+            if "cgroup.procs" not in files:
                 continue
+            try:
+                pids.update(int(p) for p in Path(folder, "cgroup.procs").read_text().split())
+            except OSError:
+                continue  # removed while we looked
     return pids
 
 
@@ -487,19 +489,14 @@ async def remove_iptables(layout: Layout) -> None:
 
 
 def remove_cgroups(layout: Layout) -> None:
+    """Remove the cluster's cgroups, deepest first. The kubelet's own clean-up may remove
+    some at the same moment, so a folder that vanishes mid-walk is not an error."""
     for directory in _cgroup_dirs(layout):
-        if not directory.exists():
-            continue
-        for child in sorted(directory.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-            if child.is_dir():
-                try:
-                    child.rmdir()
-                except OSError:
-                    pass
-        try:
-            directory.rmdir()
-        except OSError:
-            pass
+        for folder, _dirs, _files in os.walk(directory, topdown=False, onerror=lambda _e: None):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass
 
 
 def leftovers(layout: Layout) -> list[str]:

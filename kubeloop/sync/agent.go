@@ -28,21 +28,41 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
 
-var out = bufio.NewWriterSize(os.Stdout, 1<<16)
+var (
+	out     = bufio.NewWriterSize(os.Stdout, 1<<16)
+	outLock sync.Mutex
+	pending bool
+)
+
+// flushLoop sends buffered replies at most every 2 ms: a burst of thousands of writes then
+// costs a few hundred small frames back through the API server, not thousands, and a
+// lone save still gets its reply within 2 ms.
+func flushLoop() {
+	for range time.Tick(2 * time.Millisecond) {
+		outLock.Lock()
+		if pending {
+			out.Flush()
+			pending = false
+		}
+		outLock.Unlock()
+	}
+}
 
 func reply(op byte, seq uint32, body []byte) {
+	outLock.Lock()
+	defer outLock.Unlock()
+	pending = true
 	header := make([]byte, 9)
 	header[0] = op
 	binary.BigEndian.PutUint32(header[1:], seq)
 	binary.BigEndian.PutUint32(header[5:], uint32(len(body)))
 	out.Write(header)
 	out.Write(body)
-	// Replies are flushed when no more requests are waiting (see serve): a burst of
-	// thousands of small writes then costs a handful of round trips, not thousands.
 }
 
 func safeJoin(root, rel string) (string, error) {
@@ -163,12 +183,12 @@ func serve(root string) {
 	}
 	in := bufio.NewReaderSize(os.Stdin, 1<<20)
 	header := make([]byte, 7)
+	go flushLoop()
 	for {
-		if in.Buffered() == 0 {
-			out.Flush()
-		}
 		if _, err := io.ReadFull(in, header); err != nil {
+			outLock.Lock()
 			out.Flush()
+			outLock.Unlock()
 			return
 		}
 		op := header[0]

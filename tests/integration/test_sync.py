@@ -399,3 +399,53 @@ spec:
         await asyncio.wait_for(task, 30)
     finally:
         await session.close()
+
+
+async def test_sync_survives_an_api_server_restart(
+    tmp_path: Path, namespace: str, kube: Kube, cluster: ClusterInfo
+) -> None:
+    """Every exec stream runs through the API server: when it goes away, the streams drop;
+    once it is back, the syncer reconnects and resyncs a change made meanwhile (< 5 s)."""
+    from kubeloop.cluster import create_cluster
+    from kubeloop.cluster.native.daemons import running_pid
+    from kubeloop.cluster.native.layout import Layout
+    from kubeloop.cluster.native.provider import daemon_specs
+
+    src = tmp_path / "src"
+    tree(src)
+    await kube.apply(deployment("web", namespace, PYTHON))
+    await rolled_out(kube, namespace, "web")
+    events: list[str] = []
+    syncer = Syncer(kube, cluster, namespace, "app=web", [SyncRule(src, "/app")],
+                    on_event=events.append)  # fmt: skip
+    stop = asyncio.Event()
+    task = asyncio.create_task(syncer.run(stop, pod_interval=0.2))
+    try:
+        while not syncer.pods:
+            await asyncio.sleep(0.05)
+        (pod,) = syncer.pods
+        apiserver = daemon_specs(Layout.for_cluster("kubeloop"))["kube-apiserver"]
+        pid = running_pid(apiserver)
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        (src / "main.py").write_text("print('written while the API server was down')\n")
+        await asyncio.sleep(1)
+        await create_cluster("kubeloop", provider="native", quiet=True)  # brings it back
+        back = time.monotonic()
+        wanted = b"print('written while the API server was down')\n"
+        content = b""
+        while time.monotonic() - back < 15:
+            synced = syncer.pods.get(pod)
+            if synced is not None and synced.stream.alive:
+                try:
+                    content = await synced.stream.read("/app/main.py")
+                except Exception:
+                    content = b""
+                if content == wanted:
+                    break
+            await asyncio.sleep(0.1)
+        assert content == wanted
+        assert time.monotonic() - back < 5, events
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)

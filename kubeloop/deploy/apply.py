@@ -40,8 +40,15 @@ async def _fill_namespaces(kube: Kube, objects: list[Obj], namespace: str) -> No
 
 
 async def ensure_namespace(kube: Kube, namespace: str) -> None:
+    """Create the namespace if needed, and wait for its default service account: until
+    the controller manager makes it, every pod in the namespace is refused."""
     if await kube.get(f"/api/v1/namespaces/{namespace}") is None:
         await kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    await kube.wait_for(
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/default",
+        lambda _: True, f"the default service account of namespace {namespace}", 60,
+        interval=0.05,
+    )  # fmt: skip
 
 
 async def deploy(

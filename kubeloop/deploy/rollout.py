@@ -62,7 +62,7 @@ async def _pods_of(kube: Kube, obj: Obj) -> list[Obj]:
     return list(listing.get("items", []))
 
 
-async def pod_problem(kube: Kube, pod: Obj, probe_grace: float = 10) -> str | None:
+async def pod_problem(kube: Kube, pod: Obj, probe_grace: float = 20) -> str | None:
     """Why a pod cannot become ready, with its last log lines; None while it may."""
     name, ns = pod["metadata"]["name"], pod["metadata"]["namespace"]
     for condition in (pod.get("status") or {}).get("conditions") or []:

@@ -60,8 +60,10 @@ async def kube(cluster: ClusterInfo) -> AsyncIterator[Kube]:
 @pytest.fixture
 async def namespace(kube: Kube) -> AsyncIterator[str]:
     """A fresh namespace per test, deleted afterwards."""
+    from kubeloop.deploy.apply import ensure_namespace
+
     name = f"t-{uuid.uuid4().hex[:8]}"
-    await kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+    await ensure_namespace(kube, name)
     yield name
     await kube.delete({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}},
                       grace_seconds=0)  # fmt: skip

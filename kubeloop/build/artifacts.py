@@ -73,8 +73,7 @@ async def build_artifact(
         raise KubeloopError(f"artifact '{artifact.image}' uses the {artifact.builder} builder, "
                             f"which is not installed",
                             f"install {artifact.builder}, or set builder: in kubeloop.yaml")  # fmt: skip
-    tag = content_tag(context, artifact.dockerfile + repr(sorted(artifact.build_args.items())))
-    image = f"{registry}/{repository_for(config.project.name, artifact.image)}:{tag}"
+    image, tag = _reference(config, artifact, registry)
     if await manifest_exists(image):
         return Built(artifact, BuildResult(image, tag, built=False), loop.time() - started)
     if artifact.builder == "docker":
@@ -103,8 +102,14 @@ async def build_all(
                                        for a in artifacts)))  # fmt: skip
 
 
-async def reference_of(config: LoadedConfig, artifact: Artifact, registry: str) -> str:
-    """The reference an artifact has for its current sources (built or not)."""
+def _reference(config: LoadedConfig, artifact: Artifact, registry: str) -> tuple[str, str]:
+    """(reference, tag) for the artifact's current sources: the tag hashes the context,
+    the Dockerfile's name and the build arguments."""
     context = (config.root / artifact.context).resolve()
     tag = content_tag(context, artifact.dockerfile + repr(sorted(artifact.build_args.items())))
-    return f"{registry}/{repository_for(config.project.name, artifact.image)}:{tag}"
+    return f"{registry}/{repository_for(config.project.name, artifact.image)}:{tag}", tag
+
+
+async def reference_of(config: LoadedConfig, artifact: Artifact, registry: str) -> str:
+    """The reference an artifact has for its current sources (built or not)."""
+    return _reference(config, artifact, registry)[0]

@@ -77,20 +77,15 @@ def base_images(dockerfile: Path) -> list[str]:
     return images
 
 
-def _is_docker_hub_name(image: str) -> bool:
-    first = image.split("/", 1)[0]
-    return "/" not in image or not ("." in first or ":" in first or first == "localhost")
-
-
 async def ensure_bases_in_docker(dockerfile: Path, registry: str) -> None:
     """Give the local Docker engine the Dockerfile's Docker Hub base images from the
     cluster registry (where 'kubeloop cluster seed-image' put them), so a build works
     offline even when the engine started after the seeding."""
     from kubeloop.images.registry import manifest_exists
-    from kubeloop.images.seed import registry_reference
+    from kubeloop.images.seed import is_docker_hub_name, registry_reference
 
     for image in base_images(dockerfile):
-        if not _is_docker_hub_name(image):
+        if not is_docker_hub_name(image):
             continue
         if (await run(["docker", "image", "inspect", image], check=False)).returncode == 0:
             continue

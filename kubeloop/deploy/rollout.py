@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from kubeloop.errors import KubeloopError
-from kubeloop.kube import Kube
+from kubeloop.kube import Kube, label_selector
 
 Obj = dict[str, Any]
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
@@ -55,7 +55,7 @@ def progress_of(obj: Obj) -> tuple[bool, str]:
 
 async def _pods_of(kube: Kube, obj: Obj) -> list[Obj]:
     labels = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
-    selector = ",".join(f"{k}={v}" for k, v in labels.items())
+    selector = label_selector(labels)
     ns = obj["metadata"]["namespace"]
     listing = await kube.request("GET", f"/api/v1/namespaces/{ns}/pods",
                                  params={"labelSelector": selector})  # fmt: skip
@@ -125,7 +125,7 @@ async def _service_has_endpoints(kube: Kube, svc: Obj) -> bool:
     """A Service whose selector matches pods counts as ready once one endpoint is ready:
     until then, clients of the Service get 'connection refused'."""
     ns, name = svc["metadata"]["namespace"], svc["metadata"]["name"]
-    selector = ",".join(f"{k}={v}" for k, v in svc["spec"]["selector"].items())
+    selector = label_selector(svc["spec"]["selector"])
     pods = await kube.request("GET", f"/api/v1/namespaces/{ns}/pods",
                               params={"labelSelector": selector})  # fmt: skip
     if not pods.get("items"):

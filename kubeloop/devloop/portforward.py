@@ -15,7 +15,7 @@ from typing import Any
 
 from kubeloop.config import PortForward
 from kubeloop.errors import KubeloopError
-from kubeloop.kube import Kube
+from kubeloop.kube import Kube, label_selector
 from kubeloop.kube.client import pod_is_ready
 from kubeloop.render.render import kubectl_command
 
@@ -76,7 +76,7 @@ class Forwarder:
         else:
             raise KubeloopError(f"cannot forward to '{self.spec.resource}'",
                                 "use service/NAME, deployment/NAME or pod/NAME")  # fmt: skip
-        return ",".join(f"{k}={v}" for k, v in selector.items()), target
+        return label_selector(selector), target
 
     async def pick_pod(self) -> tuple[str, int] | None:
         selector, target = await self._selector_and_target()

@@ -12,7 +12,7 @@ from kubeloop import ui
 from kubeloop.cluster import ClusterInfo, get_cluster, list_records
 from kubeloop.config import LoadedConfig, load
 from kubeloop.errors import KubeloopError
-from kubeloop.kube import Kube
+from kubeloop.kube import Kube, label_selector
 
 Obj = dict[str, Any]
 
@@ -74,7 +74,7 @@ class Session:
 
         return [
             Syncer(self.kube, self.cluster, self.namespace,
-                   ",".join(f"{k}={v}" for k, v in spec.selector.items()),
+                   label_selector(spec.selector),
                    [SyncRule((self.config.root / spec.src).resolve(), spec.dest,
                              tuple(spec.exclude), spec.restart, spec.two_way)],
                    container=spec.container, on_event=on_event)

@@ -69,6 +69,12 @@ SEED_RECIPES: dict[str, SeedRecipe] = {
 }
 
 
+def is_docker_hub_name(image: str) -> bool:
+    """``python:3.11-slim`` or ``me/app`` (Docker Hub), not ``registry.host/app``."""
+    first = image.split("/", 1)[0]
+    return "/" not in image or not ("." in first or ":" in first or first == "localhost")
+
+
 def registry_reference(name: str, registry: str) -> str:
     """``python:3.11-slim`` → ``localhost:5000/library/python:3.11-slim``."""
     repository, _, tag = name.partition(":")

@@ -1,5 +1,5 @@
 """All Kubernetes API access goes through here (kr8s underneath, async)."""
 
-from kubeloop.kube.client import Kube, KubeError
+from kubeloop.kube.client import Kube, KubeError, label_selector
 
-__all__ = ["Kube", "KubeError"]
+__all__ = ["Kube", "KubeError", "label_selector"]

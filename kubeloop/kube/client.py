@@ -199,6 +199,11 @@ def _decode(method: str, path: str, response: httpx.Response) -> Obj:
         return {"text": response.text}
 
 
+def label_selector(labels: Mapping[str, str]) -> str:
+    """``{app: web, tier: api}`` → ``app=web,tier=api`` (a labelSelector query value)."""
+    return ",".join(f"{k}={v}" for k, v in labels.items())
+
+
 def _condition(obj: Mapping[str, Any], kind: str) -> bool:
     for condition in obj.get("status", {}).get("conditions", []) or []:
         if condition.get("type") == kind:

@@ -8,18 +8,23 @@ from typing import Any
 Obj = dict[str, Any]
 
 
+def pod_template(obj: Obj) -> Obj | None:
+    """The pod template of a workload (Deployment, Job, CronJob, ...), if it has one."""
+    spec = obj.get("spec") or {}
+    if obj.get("kind") == "CronJob":
+        spec = (spec.get("jobTemplate") or {}).get("spec") or {}
+    template = spec.get("template")
+    if isinstance(template, dict) and isinstance(template.get("spec"), dict):
+        return template
+    return None
+
+
 def pod_specs(obj: Obj) -> Iterator[Obj]:
     """Every pod spec inside a workload object (Pod, Deployment, CronJob, ...)."""
-    kind = obj.get("kind")
-    spec = obj.get("spec") or {}
-    if kind == "Pod":
-        yield spec
-    elif kind == "CronJob":
-        template = ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template") or {}
-        if template.get("spec"):
-            yield template["spec"]
-    elif isinstance(spec.get("template"), dict) and spec["template"].get("spec"):
-        yield spec["template"]["spec"]
+    if obj.get("kind") == "Pod":
+        yield obj.get("spec") or {}
+    elif (template := pod_template(obj)) is not None:
+        yield template["spec"]
 
 
 def image_name(reference: str) -> str:

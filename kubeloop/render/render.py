@@ -13,7 +13,7 @@ import yaml
 from kubeloop.config import LoadedConfig
 from kubeloop.errors import KubeloopError
 from kubeloop.proc import run
-from kubeloop.render.images import replace_images
+from kubeloop.render.images import pod_template, replace_images
 
 try:
     from yaml import CSafeDumper as _Dumper
@@ -144,17 +144,9 @@ def _label(objects: list[Obj], project: str) -> None:
         labels[PROJECT_LABEL] = project
         obj["metadata"]["labels"] = labels
         # Pods carry the project label too, so logs and port-forwards can find them.
-        for template in _pod_templates(obj):
+        template = pod_template(obj)
+        if template is not None:
             template.setdefault("metadata", {}).setdefault("labels", {})[PROJECT_LABEL] = project
-
-
-def _pod_templates(obj: Obj) -> list[Obj]:
-    spec = obj.get("spec") or {}
-    if obj.get("kind") == "CronJob":
-        inner = ((spec.get("jobTemplate") or {}).get("spec") or {}).get("template")
-        return [inner] if isinstance(inner, dict) else []
-    template = spec.get("template")
-    return [template] if isinstance(template, dict) and "spec" in template else []
 
 
 async def render(config: LoadedConfig, built: Mapping[str, str] | None = None) -> list[Obj]:

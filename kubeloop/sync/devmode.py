@@ -17,6 +17,7 @@ from kubeloop.config import SyncSpec
 from kubeloop.errors import KubeloopError
 from kubeloop.images.registry import fetch_image_config
 from kubeloop.kube import Kube
+from kubeloop.render.images import pod_template
 
 Obj = dict[str, Any]
 ORIGINAL = "kubeloop.dev/original-template"
@@ -24,12 +25,8 @@ TOOLS = "/kubeloop"
 AGENT = f"{TOOLS}/kubeloop-agent"
 
 
-def _templates(obj: Obj) -> Obj | None:
-    spec = obj.get("spec") or {}
-    template = spec.get("template")
-    if obj.get("kind") in ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"):
-        return template if isinstance(template, dict) else None
-    return None
+# Workloads whose pods dev mode may wrap (a CronJob's pods are not long-lived enough).
+SUPERVISED_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
 
 
 def _matches(template: Obj, selector: dict[str, str]) -> bool:
@@ -41,11 +38,10 @@ async def original_command(container: Obj, registry: str) -> list[str]:
     """What the container runs: its command+args, or the image's Entrypoint+Cmd."""
     if container.get("command"):
         return [*container["command"], *(container.get("args") or [])]
-    from kubeloop.images.seed import registry_reference
+    from kubeloop.images.seed import is_docker_hub_name, registry_reference
 
     image = str(container["image"])
-    first = image.split("/", 1)[0]
-    if "/" not in image or not ("." in first or ":" in first or first == "localhost"):
+    if is_docker_hub_name(image):
         image = registry_reference(image, registry)
     config = await fetch_image_config(image)
     entrypoint = list(config.get("Entrypoint") or [])  # type: ignore[call-overload]
@@ -61,7 +57,7 @@ async def inject_supervisor(objects: list[Obj], specs: list[SyncSpec], agent_ima
     """Wrap the containers that restarting sync rules target; return what was changed."""
     changed = []
     for obj in objects:
-        template = _templates(obj)
+        template = pod_template(obj) if obj.get("kind") in SUPERVISED_KINDS else None
         if template is None:
             continue
         for spec in specs:

@@ -80,30 +80,21 @@ class AgentStream:
                     future.set_exception(AgentError(f"the stream to {self.name} closed"))
             self._pending.clear()
 
-    async def _send(self, op: str, path: str, payload: bytes = b"", source: Path | None = None,
-                    size: int | None = None) -> asyncio.Future[tuple[str, bytes]]:  # fmt: skip
+    async def _send(
+        self, op: str, path: str, payload: bytes = b""
+    ) -> asyncio.Future[tuple[str, bytes]]:
+        """One request frame whose reply the caller awaits (listing, read, signal); bulk
+        changes go through send_many."""
         if not self.alive:
             raise AgentError(f"the stream to {self.name} is closed")
         raw = path.encode()
         async with self._lock:
             self._seq += 1
-            seq = self._seq
             future: asyncio.Future[tuple[str, bytes]] = asyncio.get_running_loop().create_future()
-            self._pending[seq] = future
-            total = len(payload) + (size or 0)
-            self._writer.write(struct.pack(">BIH", ord(op), seq, len(raw)) + raw
-                               + struct.pack(">Q", total) + payload)  # fmt: skip
-            if source is not None:
-                # Large files are streamed in chunks, never held in memory whole.
-                with source.open("rb") as handle:
-                    while chunk := handle.read(CHUNK):
-                        self._writer.write(chunk)
-                        if self._writer.transport.get_write_buffer_size() > HIGH_WATER:
-                            await self._writer.drain()
-            # Drain only past a high-water mark: awaiting every small frame would turn a
-            # burst of small files into one event-loop round trip each.
-            if self._writer.transport.get_write_buffer_size() > HIGH_WATER:
-                await self._writer.drain()
+            self._pending[self._seq] = future
+            self._writer.write(struct.pack(">BIH", ord(op), self._seq, len(raw)) + raw
+                               + struct.pack(">Q", len(payload)) + payload)  # fmt: skip
+            await self._writer.drain()
         return future
 
     @staticmethod
@@ -163,25 +154,6 @@ class AgentStream:
             self._writer.write(bytes(buffer))
             await self._writer.drain()
         return futures
-
-    async def write_file(
-        self, path: str, source: Path, mode: int
-    ) -> asyncio.Future[tuple[str, bytes]]:
-        size = source.stat().st_size
-        return await self._send("W", path, struct.pack(">I", mode), source=source, size=size)
-
-    async def write_bytes(self, path: str, data: bytes, mode: int = 0o644) -> None:
-        future = await self._send("W", path, struct.pack(">I", mode) + data)
-        await self._result(future, f"write {path}")
-
-    async def symlink(self, path: str, target: str) -> asyncio.Future[tuple[str, bytes]]:
-        return await self._send("L", path, target.encode())
-
-    async def mkdir(self, path: str, mode: int) -> asyncio.Future[tuple[str, bytes]]:
-        return await self._send("M", path, struct.pack(">I", mode))
-
-    async def delete(self, path: str) -> asyncio.Future[tuple[str, bytes]]:
-        return await self._send("D", path)
 
     async def listing(self, path: str) -> dict[str, RemoteEntry]:
         body = await self._result(await self._send("H", path), f"list {path}")

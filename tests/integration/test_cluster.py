@@ -14,7 +14,7 @@ import pytest
 
 from kubeloop.build import build_and_push
 from kubeloop.cluster import ClusterInfo, cluster_status, create_cluster
-from kubeloop.cluster.native.layout import KUBERNETES_VERSION, POD_CIDR
+from kubeloop.cluster.native.layout import KUBERNETES_VERSION, POD_CIDR, SERVICE_CIDR
 from kubeloop.kube import Kube
 from tests.integration.conftest import APPS, CLUSTER, Env, kubectl
 
@@ -105,6 +105,29 @@ async def test_service_routes_through_kube_proxy_and_dns_resolves(
     # From the host too (kube-proxy programs the OUTPUT chain).
     async with httpx.AsyncClient(timeout=5) as client:
         assert (await client.get(f"http://{cluster_ip}/")).text == "pod backend"
+    # An address in the service range that no Service holds (or that kube-proxy has not
+    # programmed yet) is refused on this machine, never routed off it: a gateway once
+    # answered such a request with a 404 that looked like the app's own.
+    unused = await unused_service_address(kube)
+    with pytest.raises(httpx.ConnectError):
+        async with httpx.AsyncClient(timeout=3) as client:
+            await client.get(f"http://{unused}/")
+    probe = (
+        "import socket\n"
+        "try:\n"
+        f"    socket.create_connection(('{unused}', 80), timeout=3); print('connected')\n"
+        "except ConnectionRefusedError: print('refused')\n"
+        "except OSError as e: print('other', e)\n"
+    )
+    out = await kubectl(env, "exec", "-n", namespace, "client", "--", "python3", "-c", probe)
+    assert out.strip() == "refused"
+
+
+async def unused_service_address(kube: Kube) -> str:
+    services = await kube.request("GET", "/api/v1/services")
+    taken = {item["spec"].get("clusterIP") for item in services["items"]}
+    top = ipaddress.ip_network(SERVICE_CIDR).broadcast_address
+    return next(str(top - n) for n in range(2, 256) if str(top - n) not in taken)
 
 
 async def test_exec_logs_follow_and_port_forward(kube: Kube, env: Env, namespace: str) -> None:

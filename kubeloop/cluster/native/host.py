@@ -17,7 +17,7 @@ from pathlib import Path
 
 from kubeloop import ui
 from kubeloop.cluster.native.configs import CNI_BIN_DIRS
-from kubeloop.cluster.native.layout import BRIDGE, NODE_IP, POD_CIDR, Layout
+from kubeloop.cluster.native.layout import BRIDGE, NODE_IP, POD_CIDR, SERVICE_CIDR, Layout
 from kubeloop.errors import KubeloopError, PreflightError
 from kubeloop.proc import run
 
@@ -267,20 +267,43 @@ async def prepare(layout: Layout) -> None:
 
 
 FORWARD_CHAIN = "KUBELOOP-FORWARD"
+OUTPUT_CHAIN = "KUBELOOP-OUTPUT"
+
+
+async def _ensure_chain(chain: str, rules: list[list[str]], parent: str, insert: bool) -> None:
+    """Create ``chain`` holding ``rules`` in that order and jump to it from ``parent``;
+    idempotent, and it repairs a chain made by an older kubeloop."""
+    if (await run(["iptables", "-t", "filter", "-S", chain], check=False)).returncode:
+        await run(["iptables", "-t", "filter", "-N", chain])
+    for position, rule in enumerate(rules, start=1):
+        if (await run(["iptables", "-C", chain, *rule], check=False)).returncode == 0:
+            continue
+        await run(["iptables", "-I", chain, str(position), *rule])
+    jump = [parent, "-j", chain]
+    if (await run(["iptables", "-C", *jump], check=False)).returncode:
+        await run(["iptables", "-I" if insert else "-A", *jump])
+
+
+def _unprogrammed_service_rules() -> list[list[str]]:
+    # A packet still addressed to the service range after kube-proxy's DNAT is for a
+    # Service kube-proxy has not programmed yet (it lags the API by up to a second or two)
+    # or one that does not exist. Without a rule it follows the default route off the
+    # machine, where a gateway may even answer it (seen: an egress proxy's 404). Refusing
+    # it keeps cluster traffic on the host and makes a client's retry loop see "refused".
+    return [
+        ["-d", SERVICE_CIDR, "-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"],
+        ["-d", SERVICE_CIDR, "-j", "REJECT"],
+    ]
 
 
 async def _ensure_forward_rules() -> None:
-    """Accept pod traffic in FORWARD: bridged packets pass iptables (br_netfilter), and a
-    Docker engine sets the FORWARD policy to DROP."""
-    if (await run(["iptables", "-t", "filter", "-S", FORWARD_CHAIN], check=False)).returncode:
-        await run(["iptables", "-t", "filter", "-N", FORWARD_CHAIN])
-    for direction in ("-s", "-d"):
-        rule = [FORWARD_CHAIN, direction, POD_CIDR, "-j", "ACCEPT"]
-        if (await run(["iptables", "-C", *rule], check=False)).returncode:
-            await run(["iptables", "-A", *rule])
-    jump = ["FORWARD", "-j", FORWARD_CHAIN]
-    if (await run(["iptables", "-C", *jump], check=False)).returncode:
-        await run(["iptables", "-I", *jump])
+    """Accept pod traffic in FORWARD (bridged packets pass iptables through br_netfilter,
+    and a Docker engine sets the FORWARD policy to DROP), and keep traffic for
+    unprogrammed Service addresses, from pods or from the host, on this machine."""
+    refuse = _unprogrammed_service_rules()
+    accept = [[direction, POD_CIDR, "-j", "ACCEPT"] for direction in ("-s", "-d")]
+    await _ensure_chain(FORWARD_CHAIN, refuse + accept, "FORWARD", insert=True)
+    await _ensure_chain(OUTPUT_CHAIN, refuse, "OUTPUT", insert=False)
 
 
 async def _ensure_bridge() -> None:

@@ -5,8 +5,10 @@
 Usage: python benchmarks/sync.py [--saves N] [--baseline-saves N]
 
 Figures: save → content live in the container for one small file (p50, p99), the initial
-sync of 10,000 files / 100 MB, and change → new process answering HTTP with restart
-'process' (examples/add). The last line is one JSON object with all figures.
+sync of 10,000 files / 100 MB, change → new process answering HTTP with restart
+'process' (examples/add), and for two-way sync, a file written in the container → the
+local copy, following the agent's change reports against polling every second (how
+kubeloop did it before). The last line is one JSON object with all figures.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -24,7 +27,7 @@ from pathlib import Path
 
 import httpx
 
-from kubeloop.cluster import create_cluster, seed_base_image
+from kubeloop.cluster import ClusterInfo, create_cluster, seed_base_image
 from kubeloop.devloop import open_session
 from kubeloop.kube import Kube
 from kubeloop.render.render import kubectl_command
@@ -98,6 +101,34 @@ def baseline_saves(kubeconfig: str, pod: str, folder: Path, saves: int, how: str
                             "-C", "/bench"], stdin=tar.stdout, check=True, capture_output=True)  # fmt: skip
             tar.wait()
         times.append(time.perf_counter() - saved)
+    return times
+
+
+async def two_way_pulls(kube: Kube, info: ClusterInfo, folder: Path, writes: int,
+                        poll: bool) -> list[float]:  # fmt: skip
+    """A file written in the container → the same file complete on the local disk."""
+    folder.mkdir()
+    syncer = Syncer(kube, info, NAMESPACE, "app=target",
+                    [SyncRule(folder, "/twoway", two_way=True)], poll_remote=poll)  # fmt: skip
+    stop = asyncio.Event()
+    task = asyncio.create_task(syncer.run(stop, pull_interval=1.0))
+    while not syncer.pods:
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(1.5)  # past the first full look
+    stream = next(iter(syncer.pods.values())).stream
+    times = []
+    for index in range(writes):
+        # A random pause, so that writes do not fall into step with a poll.
+        await asyncio.sleep(random.uniform(0, 1.0))
+        local = folder / f"generated_{index}.py"
+        written = time.perf_counter()
+        futures = await stream.send_many([("W", f"/twoway/{local.name}", 0o644, b"x = 1\n")])
+        await stream.wait_all(futures, "write in the container")
+        while not local.exists():
+            await asyncio.sleep(0.001)
+        times.append(time.perf_counter() - written)
+    stop.set()
+    await asyncio.wait_for(task, 30)
     return times
 
 
@@ -183,6 +214,7 @@ async def main() -> None:
     parser.add_argument("--baseline-saves", type=int, default=20)
     parser.add_argument("--restarts", type=int, default=5)
     parser.add_argument("--initial-runs", type=int, default=3)
+    parser.add_argument("--pulls", type=int, default=20)
     args = parser.parse_args()
     info = await create_cluster("kubeloop", provider="native", quiet=True)
     await seed_base_image("python:3.11-slim", "kubeloop", quiet=True)
@@ -227,6 +259,14 @@ async def main() -> None:
                 statistics.median(tar_initial_times) / statistics.median(ours_initial), 2)  # fmt: skip
             unchanged, _ = await initial_sync(kube, info, big, "/initial0")
             figures["resync_unchanged_10k_files_s"] = round(unchanged, 2)
+
+            watched = await two_way_pulls(kube, info, Path(work) / "tw-watch", args.pulls, False)
+            polled = await two_way_pulls(kube, info, Path(work) / "tw-poll", args.pulls, True)
+            figures["two_way_pull_watch_p50_ms"] = round(percentile(watched, 50) * 1000, 1)
+            figures["two_way_pull_watch_p99_ms"] = round(percentile(watched, 99) * 1000, 1)
+            figures["two_way_pull_poll_1s_p50_ms"] = round(percentile(polled, 50) * 1000, 1)
+            figures["two_way_pull_speedup_vs_poll"] = round(
+                percentile(polled, 50) / percentile(watched, 50), 1)  # fmt: skip
 
             restarts = await process_restart(Path(work), kube, args.restarts)
             figures["restart_process_http_p50_ms"] = round(percentile(restarts, 50) * 1000)

@@ -12,7 +12,8 @@
 //	                                         SIGTERM/SIGINT stop it and exit
 //
 // Frames (big-endian): op byte, u32 seq, u16 path length, path, u64 payload length,
-// payload. Replies: 'A' seq (done), 'E' seq + message, 'H' seq + listing.
+// payload. Replies: 'A' seq (done), 'E' seq + message, 'H' seq + listing, 'F' seq +
+// file content, and 'C' with the seq of a watch request: paths changed under that folder.
 package main
 
 import (
@@ -31,6 +32,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 var (
@@ -133,11 +135,39 @@ func device(path string) uint64 {
 	return uint64(st.Dev)
 }
 
+// listing describes everything under root, one line per entry, paths relative to root.
 func listing(root string) []byte {
 	var b strings.Builder
-	rootDevice := device(root)
-	filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || path == root {
+	walkInto(&b, root, "")
+	return []byte(b.String())
+}
+
+// listingOf describes the named paths under root and, for folders, what is in them;
+// paths that do not exist are left out (the client reads that as deleted).
+func listingOf(root string, rels []string) []byte {
+	var b strings.Builder
+	for _, rel := range rels {
+		path, err := safeJoin(root, rel)
+		if err != nil || rel == "" {
+			continue
+		}
+		rel = strings.TrimPrefix(filepath.Clean("/"+rel), "/")
+		info, err := os.Lstat(path)
+		if err != nil {
+			continue
+		}
+		describe(&b, path, rel, fs.FileInfoToDirEntry(info))
+		if info.IsDir() {
+			walkInto(&b, path, rel)
+		}
+	}
+	return []byte(b.String())
+}
+
+func walkInto(b *strings.Builder, dir, prefix string) {
+	rootDevice := device(dir)
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || path == dir {
 			return nil
 		}
 		// Never cross into another filesystem (/proc, /sys, volumes): a sync of "/"
@@ -145,30 +175,162 @@ func listing(root string) []byte {
 		if d.IsDir() && device(path) != rootDevice {
 			return filepath.SkipDir
 		}
-		rel, _ := filepath.Rel(root, path)
-		info, err := d.Info()
-		if err != nil {
-			return nil
+		rel, _ := filepath.Rel(dir, path)
+		if prefix != "" {
+			rel = prefix + "/" + rel
 		}
-		switch {
-		case d.Type()&fs.ModeSymlink != 0:
-			link, _ := os.Readlink(path)
-			fmt.Fprintf(&b, "L\t%s\t%s\n", rel, link)
-		case d.IsDir():
-			fmt.Fprintf(&b, "D\t%s\t%o\n", rel, info.Mode().Perm())
-		case d.Type().IsRegular():
-			f, err := os.Open(path)
-			if err != nil {
-				return nil
-			}
-			h := sha256.New()
-			io.Copy(h, f)
-			f.Close()
-			fmt.Fprintf(&b, "F\t%s\t%o\t%s\n", rel, info.Mode().Perm(), hex.EncodeToString(h.Sum(nil)))
-		}
+		describe(b, path, rel, d)
 		return nil
 	})
-	return []byte(b.String())
+}
+
+func describe(b *strings.Builder, path, rel string, d fs.DirEntry) {
+	info, err := d.Info()
+	if err != nil {
+		return
+	}
+	switch {
+	case d.Type()&fs.ModeSymlink != 0:
+		link, _ := os.Readlink(path)
+		fmt.Fprintf(b, "L\t%s\t%s\n", rel, link)
+	case d.IsDir():
+		fmt.Fprintf(b, "D\t%s\t%o\n", rel, info.Mode().Perm())
+	case d.Type().IsRegular():
+		f, err := os.Open(path)
+		if err != nil {
+			return
+		}
+		h := sha256.New()
+		io.Copy(h, f)
+		f.Close()
+		fmt.Fprintf(b, "F\t%s\t%o\t%s\n", rel, info.Mode().Perm(), hex.EncodeToString(h.Sum(nil)))
+	}
+}
+
+// --- change notification (two-way sync) ----------------------------------------------
+
+const watchMask = syscall.IN_CLOSE_WRITE | syscall.IN_CREATE | syscall.IN_DELETE |
+	syscall.IN_MOVED_FROM | syscall.IN_MOVED_TO | syscall.IN_ATTRIB | syscall.IN_ONLYDIR
+
+// watcher reports paths under root that change, as 'C' frames carrying the sequence
+// number of the request that started it, coalesced over 10 ms. A frame holding the single line "*" means "list everything
+// again" (the kernel's event queue overflowed). The agent's own temporary files are
+// not reported; its finished writes are, and the client recognises them by content.
+type watcher struct {
+	fd   int
+	root string
+	dirs map[int32]string // watch descriptor -> folder, relative to root
+}
+
+func startWatch(root string, seq uint32) error {
+	fd, err := syscall.InotifyInit1(syscall.IN_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("inotify: %w", err)
+	}
+	w := &watcher{fd: fd, root: root, dirs: map[int32]string{}}
+	if err := w.addTree(""); err != nil {
+		syscall.Close(fd)
+		return err
+	}
+	changed := make(chan string, 1024)
+	go w.read(changed)
+	go coalesce(changed, seq)
+	return nil
+}
+
+func (w *watcher) addTree(rel string) error {
+	top := filepath.Join(w.root, rel)
+	rootDevice := device(top)
+	return filepath.WalkDir(top, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // vanished meanwhile: its parent's event reports it
+		}
+		if !d.IsDir() {
+			return nil
+		}
+		if path != top && device(path) != rootDevice {
+			return filepath.SkipDir
+		}
+		wd, err := syscall.InotifyAddWatch(w.fd, path, watchMask)
+		if err != nil {
+			if path == top && rel == "" {
+				return fmt.Errorf("watch %s: %w (raise fs.inotify.max_user_watches?)", path, err)
+			}
+			return nil
+		}
+		sub, _ := filepath.Rel(w.root, path)
+		if sub == "." {
+			sub = ""
+		}
+		w.dirs[int32(wd)] = sub
+		return nil
+	})
+}
+
+func (w *watcher) read(changed chan<- string) {
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := syscall.Read(w.fd, buf)
+		if err != nil || n <= 0 {
+			if err == syscall.EINTR {
+				continue
+			}
+			return
+		}
+		for offset := 0; offset+syscall.SizeofInotifyEvent <= n; {
+			event := (*syscall.InotifyEvent)(unsafe.Pointer(&buf[offset]))
+			nameBytes := buf[offset+syscall.SizeofInotifyEvent : offset+syscall.SizeofInotifyEvent+int(event.Len)]
+			offset += syscall.SizeofInotifyEvent + int(event.Len)
+			name := strings.TrimRight(string(nameBytes), "\x00")
+			if event.Mask&syscall.IN_Q_OVERFLOW != 0 {
+				changed <- "*"
+				continue
+			}
+			if event.Mask&syscall.IN_IGNORED != 0 {
+				delete(w.dirs, event.Wd)
+				continue
+			}
+			dir, known := w.dirs[event.Wd]
+			if !known || name == "" || strings.HasPrefix(name, ".kubeloop-") {
+				continue
+			}
+			rel := name
+			if dir != "" {
+				rel = dir + "/" + name
+			}
+			if event.Mask&(syscall.IN_CREATE|syscall.IN_MOVED_TO) != 0 {
+				info, err := os.Lstat(filepath.Join(w.root, rel))
+				if err == nil && info.IsDir() {
+					w.addTree(rel) // files made in it before the watch are listed with it
+				} else if err == nil && info.Mode().IsRegular() && event.Mask&syscall.IN_CREATE != 0 {
+					continue // reported when its writer closes it
+				}
+			}
+			changed <- rel
+		}
+	}
+}
+
+func coalesce(changed <-chan string, seq uint32) {
+	for first := range changed {
+		batch := map[string]bool{first: true}
+		deadline := time.After(10 * time.Millisecond)
+	collect:
+		for {
+			select {
+			case rel := <-changed:
+				batch[rel] = true
+			case <-deadline:
+				break collect
+			}
+		}
+		var b strings.Builder
+		for rel := range batch {
+			b.WriteString(rel)
+			b.WriteByte('\n')
+		}
+		reply('C', seq, []byte(b.String()))
+	}
 }
 
 func serve(root string) {
@@ -233,6 +395,14 @@ func serve(root string) {
 			io.CopyN(io.Discard, in, int64(size))
 			reply('H', seq, listing(target))
 			continue
+		case 'S': // payload: relative paths, one per line; reply: their listing
+			names := make([]byte, size)
+			io.ReadFull(in, names)
+			reply('H', seq, listingOf(target, strings.Split(strings.TrimSpace(string(names)), "\n")))
+			continue
+		case 'N': // report changes under the path from now on (see watcher)
+			io.CopyN(io.Discard, in, int64(size))
+			err = startWatch(target, seq)
 		case 'R': // read a file back (two-way sync and tests)
 			io.CopyN(io.Discard, in, int64(size))
 			data, readErr := os.ReadFile(target)

@@ -2,7 +2,9 @@
 
 Frames: op byte, u32 sequence number, u16 path length, path, u64 payload length,
 payload. Every frame is answered in order ('A' done, 'E' error, 'H' listing, 'F' file).
-Writes are pipelined: callers may send many frames before awaiting the replies.
+Writes are pipelined: callers may send many frames before awaiting the replies. Once a
+folder is watched, the agent also sends 'C' frames, with the sequence number of the watch
+request, naming the paths that changed under it.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,6 +57,7 @@ class AgentStream:
         self._reader = process.stdout
         self._seq = 0
         self._pending: dict[int, asyncio.Future[tuple[str, bytes]]] = {}
+        self._watches: dict[int, Callable[[set[str]], None]] = {}
         self._lock = asyncio.Lock()
         self._replies = asyncio.create_task(self._read_replies())
 
@@ -69,6 +72,9 @@ class AgentStream:
                 op = chr(header[0])
                 seq, length = struct.unpack(">II", header[1:])
                 body = await self._reader.readexactly(length) if length else b""
+                if op == "C" and seq in self._watches:
+                    self._watches[seq](set(body.decode(errors="replace").splitlines()))
+                    continue
                 future = self._pending.pop(seq, None)
                 if future and not future.done():
                     future.set_result((op, body))
@@ -81,10 +87,14 @@ class AgentStream:
             self._pending.clear()
 
     async def _send(
-        self, op: str, path: str, payload: bytes = b""
+        self,
+        op: str,
+        path: str,
+        payload: bytes = b"",
+        later: Callable[[set[str]], None] | None = None,
     ) -> asyncio.Future[tuple[str, bytes]]:
         """One request frame whose reply the caller awaits (listing, read, signal); bulk
-        changes go through send_many."""
+        changes go through send_many. ``later`` gets the request's further replies."""
         if not self.alive:
             raise AgentError(f"the stream to {self.name} is closed")
         raw = path.encode()
@@ -92,6 +102,8 @@ class AgentStream:
             self._seq += 1
             future: asyncio.Future[tuple[str, bytes]] = asyncio.get_running_loop().create_future()
             self._pending[self._seq] = future
+            if later is not None:
+                self._watches[self._seq] = later
             self._writer.write(struct.pack(">BIH", ord(op), self._seq, len(raw)) + raw
                                + struct.pack(">Q", len(payload)) + payload)  # fmt: skip
             await self._writer.drain()
@@ -158,6 +170,18 @@ class AgentStream:
     async def listing(self, path: str) -> dict[str, RemoteEntry]:
         body = await self._result(await self._send("H", path), f"list {path}")
         return parse_listing(body.decode(errors="replace"))
+
+    async def listing_of(self, root: str, paths: Iterable[str]) -> dict[str, RemoteEntry]:
+        """The entries at ``paths`` (relative to ``root``) and under those that are
+        folders; a path that does not exist is absent from the result."""
+        names = "\n".join(paths).encode()
+        body = await self._result(await self._send("S", root, names), f"list in {root}")
+        return parse_listing(body.decode(errors="replace"))
+
+    async def watch(self, path: str, on_change: Callable[[set[str]], None]) -> None:
+        """Have the agent report changes under ``path``: ``on_change`` gets sets of paths
+        relative to it; ``{"*"}`` means events were lost and everything must be listed."""
+        await self._result(await self._send("N", path, later=on_change), f"watch {path}")
 
     async def read(self, path: str) -> bytes:
         return await self._result(await self._send("R", path), f"read {path}")

@@ -19,7 +19,7 @@ from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube
 from kubeloop.sync.attach import ensure_agent, ensure_agent_image, open_stream
 from kubeloop.sync.local import Ignore, LocalEntry, entry_of, scan, walk
-from kubeloop.sync.protocol import AgentStream, RemoteEntry
+from kubeloop.sync.protocol import AgentError, AgentStream, RemoteEntry
 
 Obj = dict[str, Any]
 SIGHUP, SIGTERM = 1, 15
@@ -62,6 +62,9 @@ class Syncer:
     selector: str
     rules: list[SyncRule]
     container: str | None = None
+    # Two-way rules follow the agent's change reports (inotify); True polls a full
+    # listing every pull interval instead (also the fallback where the agent cannot watch).
+    poll_remote: bool = False
     on_event: Callable[[str], None] = lambda _: None
     on_batch: Callable[[Batch], None] = lambda _: None
     pods: dict[str, PodSync] = field(default_factory=dict)
@@ -241,55 +244,123 @@ class Syncer:
 
     # --- two-way --------------------------------------------------------------------------
 
-    async def pull(self) -> list[str]:
+    async def pull(self, changed: dict[int, set[str]] | None = None) -> list[str]:
         """Bring changes made in the container back, for two-way rules. A file changed on
         both sides since they last agreed is not overwritten: the container's version is
-        saved beside it as NAME.remote-conflict and the conflict is reported."""
-        if not self.pods:
+        saved beside it as NAME.remote-conflict and the conflict is reported.
+
+        ``changed`` names, per rule, the paths the agent saw change; only those are
+        looked at. Without it, or with ``"*"`` for a rule, the whole folder is listed."""
+        source = self._source()
+        if source is None:
             return []
-        stream = next(iter(self.pods.values())).stream  # replicas share one source of truth
         events: list[str] = []
         for index, rule in enumerate(self.rules):
-            if not rule.two_way:
+            scope = None if changed is None else changed.get(index)
+            if not rule.two_way or (changed is not None and not scope):
                 continue
-            agreed = self._agreed.setdefault(index, {})
-            state = self._local(index, rule)
-            ignore = self._ignores[index]
-            remote = await stream.listing(rule.remote)
-            for rel, entry in sorted(remote.items()):
-                if entry.kind != "F" or agreed.get(rel) == entry.digest:
-                    continue
-                if ignore.excluded(rule.local / rel, False):
-                    continue
-                local = state.get(rel)
-                local_digest = local.digest if local else None
-                data = await stream.read(self._remote(rule, rel))
-                target = rule.local / rel
-                if local_digest is not None and local_digest != agreed.get(rel):
-                    if local_digest == entry.digest:
-                        agreed[rel] = entry.digest  # both sides made the same change
-                        continue
-                    conflict = target.with_name(target.name + ".remote-conflict")
-                    _write_atomic(conflict, data, entry.mode)
-                    events.append(f"conflict: {rel} changed on both sides; the container's "
-                                  f"version is in {conflict.name}, yours is unchanged")  # fmt: skip
-                    agreed[rel] = entry.digest  # reported once, not on every poll
-                    continue
-                _write_atomic(target, data, entry.mode)
-                new = LocalEntry("F", entry.mode, entry.digest)
-                state[rel] = new  # so the watcher does not echo it back
-                agreed[rel] = entry.digest
-                events.append(f"pulled {rel} from the container")
-            for rel in [r for r in agreed if r not in remote]:
-                local = state.get(rel)
-                if local is not None and local.digest == agreed[rel]:
-                    (rule.local / rel).unlink(missing_ok=True)
-                    del state[rel]
-                    events.append(f"removed {rel}: deleted in the container")
-                del agreed[rel]
+            if scope is not None and "*" in scope:
+                scope = None
+            if scope is None:
+                remote = await source.stream.listing(rule.remote)
+            else:
+                remote = await source.stream.listing_of(rule.remote, _topmost(scope))
+            events += await self._pull_rule(source.stream, index, rule, remote, scope)
         for event in events:
             self.on_event(f"sync: {event}")
         return events
+
+    def _source(self) -> PodSync | None:
+        """The pod two-way rules read from: replicas share one source of truth."""
+        return next(iter(self.pods.values()), None)
+
+    async def _pull_rule(self, stream: AgentStream, index: int, rule: SyncRule,
+                         remote: dict[str, RemoteEntry], scope: set[str] | None) -> list[str]:  # fmt: skip
+        events: list[str] = []
+        agreed = self._agreed.setdefault(index, {})
+        state = self._local(index, rule)
+        ignore = self._ignores[index]
+        for rel, entry in sorted(remote.items()):
+            if entry.kind != "F" or agreed.get(rel) == entry.digest:
+                continue
+            if ignore.excluded(rule.local / rel, False):
+                continue
+            local = state.get(rel)
+            local_digest = local.digest if local else None
+            data = await stream.read(self._remote(rule, rel))
+            target = rule.local / rel
+            if local_digest is not None and local_digest != agreed.get(rel):
+                if local_digest == entry.digest:
+                    agreed[rel] = entry.digest  # both sides made the same change
+                    continue
+                conflict = target.with_name(target.name + ".remote-conflict")
+                _write_atomic(conflict, data, entry.mode)
+                events.append(f"conflict: {rel} changed on both sides; the container's "
+                              f"version is in {conflict.name}, yours is unchanged")  # fmt: skip
+                agreed[rel] = entry.digest  # reported once, not on every poll
+                continue
+            _write_atomic(target, data, entry.mode)
+            state[rel] = LocalEntry("F", entry.mode, entry.digest)  # so it is not echoed back
+            agreed[rel] = entry.digest
+            events.append(f"pulled {rel} from the container")
+        gone = [r for r in agreed if r not in remote and _within(r, scope)]
+        for rel in gone:
+            local = state.get(rel)
+            if local is not None and local.digest == agreed[rel]:
+                (rule.local / rel).unlink(missing_ok=True)
+                del state[rel]
+                events.append(f"removed {rel}: deleted in the container")
+                self._remove_emptied_folders(index, rule, rel, remote, scope)
+            del agreed[rel]
+        return events
+
+    def _remove_emptied_folders(self, index: int, rule: SyncRule, rel: str,
+                                remote: dict[str, RemoteEntry], scope: set[str] | None) -> None:  # fmt: skip
+        """Folders the container removed go locally too, once nothing is left in them."""
+        for parent in Path(rel).parents:
+            folder = parent.as_posix()
+            if folder == "." or folder in remote or not _within(folder, scope):
+                return
+            try:
+                (rule.local / folder).rmdir()  # fails, and stops here, if anything is left
+            except OSError:
+                return
+            self._state[index].pop(folder, None)
+
+    async def _remote_changes(self, watch: _Watch | None, interval: float
+                              ) -> tuple[dict[int, set[str]] | None, _Watch | None]:  # fmt: skip
+        """The next container-side changes for :meth:`pull`: ``None`` asks for a full
+        look. The agent's inotify reports drive it; a new source stream (first pod,
+        reconnect, rollout) is watched afresh and fully listed once, since what changed
+        before its watch is unknown. Where the agent cannot watch, it polls."""
+        source = self._source()
+        if source is None:
+            await asyncio.sleep(interval)
+            return {}, watch
+        if watch is None or watch.stream is not source.stream:
+            if self.poll_remote:
+                await asyncio.sleep(interval)
+                return None, None
+            fresh = _Watch(source.stream)
+            try:
+                for index, rule in enumerate(self.rules):
+                    if rule.two_way:
+                        await source.stream.watch(rule.remote, fresh.callback(index))
+            except AgentError as exc:
+                self.poll_remote = True
+                self.on_event(f"sync: the agent in {source.pod} cannot watch for changes "
+                              f"({exc.message}); polling every {interval:g} s instead")  # fmt: skip
+                return None, None
+            return None, fresh
+        try:
+            index, paths = await asyncio.wait_for(watch.queue.get(), timeout=interval)
+        except TimeoutError:
+            return {}, watch  # nothing changed; look again at which pod is the source
+        changed = {index: set(paths)}
+        while not watch.queue.empty():
+            index, paths = watch.queue.get_nowait()
+            changed.setdefault(index, set()).update(paths)
+        return changed, watch
 
     # --- running -------------------------------------------------------------------------
 
@@ -322,10 +393,14 @@ class Syncer:
                     await self.refresh_pods()
 
         async def pull_loop() -> None:
+            watch: _Watch | None = None
             while not stop.is_set():
-                await asyncio.sleep(pull_interval)
-                with contextlib.suppress(KubeloopError):
-                    await self.pull()
+                try:
+                    changed, watch = await self._remote_changes(watch, pull_interval)
+                    await self.pull(changed)
+                except KubeloopError:
+                    watch = None  # the source stream broke: watch its successor
+                    await asyncio.sleep(pull_interval)
 
         pods_task = asyncio.create_task(watch_pods())
         pull_task = (asyncio.create_task(pull_loop())
@@ -342,6 +417,21 @@ class Syncer:
                         await task
             for synced in self.pods.values():
                 await synced.stream.close()
+
+
+class _Watch:
+    """Change reports from the agent on one stream, tagged with their rule."""
+
+    def __init__(self, stream: AgentStream) -> None:
+        self.stream = stream
+        self.queue: asyncio.Queue[tuple[int, set[str]]] = asyncio.Queue()
+
+    def callback(self, index: int) -> Callable[[set[str]], None]:
+        return lambda paths: self.queue.put_nowait((index, paths))
+
+
+def _within(rel: str, scope: set[str] | None) -> bool:
+    return scope is None or any(rel == s or rel.startswith(s + "/") for s in scope)
 
 
 def _write_atomic(target: Path, data: bytes, mode: int) -> None:

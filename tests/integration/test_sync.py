@@ -335,6 +335,71 @@ async def test_two_way_brings_container_changes_back_and_keeps_conflicts(
             await synced.stream.close()
 
 
+async def eventually(check: Any, seconds: float) -> float:
+    """Wait until ``check()`` is true; the seconds it took (fails after ``seconds``)."""
+    started = time.monotonic()
+    while not check():
+        assert time.monotonic() - started < seconds, "timed out"
+        await asyncio.sleep(0.01)
+    return time.monotonic() - started
+
+
+async def test_two_way_follows_the_agents_change_reports_not_a_poll(
+    tmp_path: Path, namespace: str, kube: Kube, cluster: ClusterInfo, env: Any
+) -> None:
+    from tests.integration.conftest import kubectl
+
+    src = tmp_path / "src"
+    tree(src)
+    await kube.apply(deployment("web", namespace, PYTHON))
+    await rolled_out(kube, namespace, "web")
+    events: list[str] = []
+    syncer = Syncer(kube, cluster, namespace, "app=web",
+                    [SyncRule(src, "/app", two_way=True)], on_event=events.append)  # fmt: skip
+    stop = asyncio.Event()
+    # A poll every 60 s could not explain anything arriving within the waits below.
+    task = asyncio.create_task(syncer.run(stop, pull_interval=60))
+    try:
+        await eventually(lambda: syncer.pods, 30)
+        (pod,) = syncer.pods
+
+        async def in_container(script: str) -> None:
+            await kubectl(env, "exec", "-n", namespace, pod, "-c", "app", "--",
+                          "python3", "-c", script)  # fmt: skip
+
+        await asyncio.sleep(0.5)  # the initial sync and the first full look are done
+        # A changed file, and a new folder made with files in it at once.
+        await in_container(
+            "import os; open('/app/pkg/util.py','w').write('X = 7\\n');"
+            "os.makedirs('/app/db/migrations/v1');"
+            "open('/app/db/migrations/v1/0001.sql','w').write('create table t();\\n')"
+        )
+        await eventually(lambda: (src / "pkg" / "util.py").read_text() == "X = 7\n", 5)
+        new_file = src / "db" / "migrations" / "v1" / "0001.sql"
+        await eventually(new_file.exists, 5)
+        assert new_file.read_text() == "create table t();\n"
+        # A file moved within the folder, and a folder removed as a whole.
+        await in_container("import os, shutil; os.rename('/app/main.py', '/app/app.py');"
+                           "shutil.rmtree('/app/db')")  # fmt: skip
+        await eventually(lambda: not (src / "main.py").exists(), 5)
+        await eventually(lambda: not new_file.exists(), 5)
+        await eventually(lambda: not (src / "db").exists(), 5)  # emptied folders too
+        assert (src / "app.py").read_text() == "print('v1')\n"
+        # A local change still goes out, and is not pulled back as a conflict.
+        (src / "pkg" / "util.py").write_text("X = 'local'\n")
+        stream = syncer.pods[pod].stream
+        for _ in range(500):
+            if await stream.read("/app/pkg/util.py") == b"X = 'local'\n":
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)
+        assert (src / "pkg" / "util.py").read_text() == "X = 'local'\n"
+        assert not [e for e in events if "conflict" in e or "polling" in e], events
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
 async def test_container_restart_with_a_volume_destination(
     tmp_path: Path, namespace: str, kube: Kube, docker_engine: None
 ) -> None:

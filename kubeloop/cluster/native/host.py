@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import os
 import platform
@@ -144,25 +145,7 @@ def preflight(layout: Layout) -> list[Problem]:
     problems = preflight_basics()
     if problems and platform.system() != "Linux":
         return problems
-    if cgroup_version() == 1:
-        mounted = {p.name for p in CGROUP_ROOT.iterdir()} if CGROUP_ROOT.exists() else set()
-        absent = [c for c in CGROUP_V1_CONTROLLERS if c not in mounted]
-        if absent:
-            problems.append(Problem(
-                f"cgroup v1 controllers not mounted: {', '.join(absent)}",
-                f"mount them, e.g. 'mkdir -p /sys/fs/cgroup/{absent[0]} && mount -t cgroup "
-                f"-o {absent[0]} cgroup /sys/fs/cgroup/{absent[0]}', or boot with cgroup v2",
-            ))  # fmt: skip
-    else:
-        controllers = (CGROUP_ROOT / "cgroup.controllers").read_text().split()
-        absent = [c for c in ("cpu", "memory", "pids") if c not in controllers]
-        if absent:
-            problems.append(
-                Problem(
-                    f"cgroup v2 controllers unavailable: {', '.join(absent)}",
-                    "enable them in the parent cgroup's cgroup.subtree_control",
-                )
-            )
+    problems += cgroup_problems(CGROUP_ROOT)
     for name, port in layout.ports.host_ports().items():
         if _port_in_use(port):
             problems.append(Problem(
@@ -170,30 +153,54 @@ def preflight(layout: Layout) -> list[Problem]:
                 "stop that process, or delete the cluster that holds it "
                 "('kubeloop cluster list')",
             ))  # fmt: skip
-    conflict = _pod_cidr_conflict()
-    if conflict:
-        problems.append(
-            Problem(
-                f"the pod network {POD_CIDR} is already routed: {conflict}",
-                "remove that route or interface",
-            )
-        )
+    try:
+        routes = Path("/proc/net/route").read_text()
+    except OSError:
+        routes = ""
+    for conflict in route_conflicts(routes):
+        problems.append(Problem(conflict, "remove that route or interface, or use a host "
+                                          "where these ranges are free"))  # fmt: skip
     return problems
 
 
-def _pod_cidr_conflict() -> str | None:
-    try:
-        routes = Path("/proc/net/route").read_text().splitlines()[1:]
-    except OSError:
-        return None
-    for row in routes:
-        iface, dest, _gw, _flags, *_rest = row.split()
-        mask = row.split()[7]
-        if iface == BRIDGE:
+def cgroup_problems(root: Path) -> list[Problem]:
+    """Controllers the kubelet needs that the cgroup tree at ``root`` lacks."""
+    if (root / "cgroup.controllers").exists():
+        controllers = (root / "cgroup.controllers").read_text().split()
+        absent = [c for c in ("cpu", "memory", "pids") if c not in controllers]
+        if absent:
+            return [Problem(f"cgroup v2 controllers unavailable: {', '.join(absent)}",
+                            "enable them in the parent cgroup's cgroup.subtree_control")]  # fmt: skip
+        return []
+    mounted = {p.name for p in root.iterdir()} if root.is_dir() else set()
+    absent = [c for c in CGROUP_V1_CONTROLLERS if c not in mounted]
+    if not absent:
+        return []
+    return [Problem(
+        f"cgroup v1 controllers not mounted: {', '.join(absent)}",
+        f"mount them, e.g. 'mkdir -p {root}/{absent[0]} && mount -t cgroup "
+        f"-o {absent[0]} cgroup {root}/{absent[0]}', or boot with cgroup v2",
+    )]  # fmt: skip
+
+
+def route_conflicts(route_table: str) -> list[str]:
+    """Routes (``/proc/net/route`` rows) that overlap the pod or service range: the
+    cluster would shadow that network, or it would shadow the cluster's."""
+    ranges = {"pod network": ipaddress.ip_network(POD_CIDR),
+              "service network": ipaddress.ip_network(SERVICE_CIDR)}  # fmt: skip
+    found: list[str] = []
+    for row in route_table.splitlines()[1:]:
+        fields = row.split()
+        if len(fields) < 8 or fields[0] == BRIDGE:
             continue
-        if dest == "00F40A00" and mask == "0000FFFF":  # 10.244.0.0/16, little-endian hex
-            return f"route on {iface}"
-    return None
+        dest, mask = (ipaddress.IPv4Address(bytes.fromhex(h)[::-1]) for h in (fields[1], fields[7]))
+        route = ipaddress.ip_network(f"{dest}/{mask}", strict=False)
+        if route.prefixlen == 0:  # the default route overlaps everything by design
+            continue
+        for what, network in ranges.items():
+            if route.overlaps(network):
+                found.append(f"the {what} {network} overlaps {route}, routed on {fields[0]}")
+    return found
 
 
 def missing_commands() -> list[Problem]:

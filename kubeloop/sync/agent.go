@@ -243,6 +243,9 @@ func (w *watcher) addTree(rel string) error {
 	rootDevice := device(top)
 	return filepath.WalkDir(top, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
+			if path == top && rel == "" {
+				return fmt.Errorf("watch %s: %w", path, err)
+			}
 			return nil // vanished meanwhile: its parent's event reports it
 		}
 		if !d.IsDir() {
@@ -252,11 +255,16 @@ func (w *watcher) addTree(rel string) error {
 			return filepath.SkipDir
 		}
 		wd, err := syscall.InotifyAddWatch(w.fd, path, watchMask)
+		if err == syscall.ENOSPC {
+			// Out of watches (a per-user limit of the node): a partial watch would miss
+			// changes silently, so the client is told and polls instead.
+			return fmt.Errorf("watch %s: %w (the node's fs.inotify.max_user_watches)", path, err)
+		}
 		if err != nil {
 			if path == top && rel == "" {
-				return fmt.Errorf("watch %s: %w (raise fs.inotify.max_user_watches?)", path, err)
+				return fmt.Errorf("watch %s: %w", path, err)
 			}
-			return nil
+			return nil // vanished or unreadable meanwhile
 		}
 		sub, _ := filepath.Rel(w.root, path)
 		if sub == "." {
@@ -301,7 +309,9 @@ func (w *watcher) read(changed chan<- string) {
 			if event.Mask&(syscall.IN_CREATE|syscall.IN_MOVED_TO) != 0 {
 				info, err := os.Lstat(filepath.Join(w.root, rel))
 				if err == nil && info.IsDir() {
-					w.addTree(rel) // files made in it before the watch are listed with it
+					if w.addTree(rel) != nil {
+						changed <- "*" // no more watches: one full look, then what remains
+					}
 				} else if err == nil && info.Mode().IsRegular() && event.Mask&syscall.IN_CREATE != 0 {
 					continue // reported when its writer closes it
 				}

@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from kubeloop.cluster import ClusterInfo
 from kubeloop.kube import Kube
 from kubeloop.sync import Syncer, SyncRule
 from kubeloop.sync.local import Ignore, scan
-from kubeloop.sync.protocol import AgentStream
+from kubeloop.sync.protocol import AgentError, AgentStream
 
 PYTHON = "python:3.11-slim"
 DISTROLESS = "localhost:5000/pause:3.10"  # one static binary, no shell, tar or Python
@@ -395,6 +396,9 @@ async def test_two_way_follows_the_agents_change_reports_not_a_poll(
         await asyncio.sleep(0.3)
         assert (src / "pkg" / "util.py").read_text() == "X = 'local'\n"
         assert not [e for e in events if "conflict" in e or "polling" in e], events
+        # A folder that cannot be watched is an error the syncer turns into polling.
+        with pytest.raises(AgentError, match="no such file"):
+            await stream.watch("/no/such/folder", lambda _paths: None)
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)

@@ -8,7 +8,7 @@ from kubeloop.config import SyncSpec
 from kubeloop.sync.devmode import AGENT, ORIGINAL, inject_supervisor
 from kubeloop.sync.local import Ignore, scan
 from kubeloop.sync.protocol import AgentStream, parse_listing
-from kubeloop.sync.syncer import _topmost
+from kubeloop.sync.syncer import _topmost, _within
 
 
 def test_listing_parsing() -> None:
@@ -20,6 +20,15 @@ def test_listing_parsing() -> None:
 
 def test_topmost_deletes_only_the_parent() -> None:
     assert _topmost(["a", "a/b", "a/b/c", "b/x", "ab"]) == ["a", "ab", "b/x"]
+
+
+def test_a_change_report_scopes_what_counts_as_deleted() -> None:
+    # The agent reported "db" (a folder removed) and "a.py": only paths at or under those
+    # may be taken as deleted when absent from the scoped listing.
+    scope = {"db", "a.py"}
+    assert _within("db", scope) and _within("db/x/0001.sql", scope) and _within("a.py", scope)
+    assert not _within("dbx/file", scope) and not _within("a.pyc", scope)
+    assert _within("anything/at/all", None)  # a full listing decides everything
 
 
 def test_ignore_rules_nested_gitignore_dockerignore_and_excludes(tmp_path: Path) -> None:

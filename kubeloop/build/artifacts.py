@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubeloop.build.docker import BuildResult, _builder_env, content_tag, ensure_bases_in_docker
+from kubeloop.build.docker import BuildResult, builder_env, content_tag, ensure_bases_in_docker
 from kubeloop.config import Artifact, LoadedConfig
 from kubeloop.errors import KubeloopError
 from kubeloop.images.registry import manifest_exists
@@ -81,7 +81,7 @@ async def build_artifact(
 
         await ensure_docker_engine(quiet=True)
         await ensure_bases_in_docker(context / artifact.dockerfile, registry)
-    env = {**os.environ, **_builder_env(), "DOCKER_CLI_HINTS": "false"}
+    env = {**os.environ, **builder_env()}
     if artifact.builder != "docker":
         env["CONTAINERS_REGISTRIES_CONF"] = str(_registries_conf(registry))
     await run_streaming(_build_argv(artifact, context, image),

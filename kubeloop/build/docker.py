@@ -47,15 +47,21 @@ def content_tag(context: Path, dockerfile: str = "Dockerfile") -> str:
     return "kl-" + digest.hexdigest()[:16]
 
 
-def _builder_env() -> dict[str, str]:
-    # The docker CLI defaults to BuildKit and fails when the buildx plugin is absent
-    # (Debian 12); the classic builder then does the job.
-    has_buildx = any(
-        (Path(d) / "docker-buildx").exists()
-        for d in ("/usr/libexec/docker/cli-plugins", "/usr/lib/docker/cli-plugins",
-                  str(Path.home() / ".docker/cli-plugins"))
-    )  # fmt: skip
-    return {} if has_buildx else {"DOCKER_BUILDKIT": "0"}
+def has_buildx() -> bool:
+    """Whether the docker CLI finds its buildx plugin, where the CLI itself looks."""
+    config = Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker")
+    folders = [config / "cli-plugins"] + [
+        Path(prefix) / "docker/cli-plugins"
+        for prefix in ("/usr/local/lib", "/usr/local/libexec", "/usr/lib", "/usr/libexec")
+    ]
+    return any((folder / "docker-buildx").exists() for folder in folders)
+
+
+def builder_env() -> dict[str, str]:
+    """Environment for ``docker build``: BuildKit when the buildx plugin exists, else the
+    classic builder (the CLI defaults to BuildKit and fails without the plugin, as on
+    Debian 12)."""
+    return {"DOCKER_CLI_HINTS": "false"} | ({} if has_buildx() else {"DOCKER_BUILDKIT": "0"})
 
 
 def base_images(dockerfile: Path) -> list[str]:
@@ -111,7 +117,7 @@ async def build_and_push(
 
     if await manifest_exists(image):
         return BuildResult(image, tag, built=False)
-    env = {**_builder_env(), "DOCKER_CLI_HINTS": "false"}
+    env = builder_env()
     await ensure_bases_in_docker(context / dockerfile, registry)
     await run(["docker", "build", "-q", "-f", str(context / dockerfile), "-t", image, str(context)],
               env={**os.environ, **env}, timeout=1800)  # fmt: skip

@@ -21,6 +21,7 @@ from kubeloop.devloop.portforward import Forwarder
 from kubeloop.kube import Kube
 from kubeloop.proc import run
 from tests.integration.conftest import CLUSTER
+from tests.integration.tools import ensure_buildx, ensure_helm
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
@@ -356,6 +357,47 @@ async def test_daemonless_builders_build_and_deploy(
     assert reply.text == f"hello from hello path=/{builder}\n"
 
 
+async def test_docker_builds_with_buildkit_when_the_buildx_plugin_is_there(
+    tmp_path: Path,
+    namespace: str,
+    kube: Kube,
+    docker_engine: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the buildx plugin (built from its Go module into kubeloop's cache), 'docker'
+    artifacts build with BuildKit, offline, from the seeded base image."""
+    plugins = tmp_path / "docker-config" / "cli-plugins"
+    plugins.mkdir(parents=True)
+    (plugins / "docker-buildx").symlink_to(await ensure_buildx())
+    monkeypatch.setenv("DOCKER_CONFIG", str(plugins.parent))
+    folder = tmp_path / "hello"
+    shutil.copytree(EXAMPLES / "hello", folder)
+    (folder / "server.py").write_text(
+        (folder / "server.py").read_text() + f"\n# buildkit {namespace}\n"
+    )
+    (folder / "kubeloop.yaml").write_text(
+        f"name: bk\nnamespace: {namespace}\n"
+        "artifacts: [{image: hello, builder: docker}]\nmanifests: {raw: [pod.yaml]}\n"
+    )
+    (folder / "pod.yaml").write_text(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: hello}\n"
+        "spec: {containers: [{name: hello, image: hello}]}\n"
+    )
+    session = await open_session(folder / "kubeloop.yaml", cluster=CLUSTER)
+    try:
+        assert (await session.build()).built == ["hello"]
+        image = session.last_built["hello"]
+        await session.deploy(quiet=True)
+    finally:
+        await session.close()
+    history = await run(["docker", "history", "--no-trunc", "--format", "{{.Comment}}", image])
+    assert "buildkit.dockerfile.v0" in history.stdout  # BuildKit's mark; classic has none
+    pod = await kube.wait_pod_running(namespace, "hello", 60)
+    async with httpx.AsyncClient(timeout=5) as client:
+        reply = await client.get(f"http://{pod['status']['podIP']}:8080/bk")
+    assert reply.text == "hello from hello path=/bk\n"
+
+
 async def test_helm_charts_render_and_deploy(
     tmp_path: Path, namespace: str, kube: Kube, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -382,16 +424,3 @@ async def test_helm_charts_render_and_deploy(
         await session.close()
     found = await kube.get(f"/api/v1/namespaces/{namespace}/configmaps/demo-settings")
     assert found is not None and found["data"] == {"level": "from-values-file"}
-
-
-async def ensure_helm() -> Path:
-    """helm from the Go module proxy, cached in kubeloop's cache (no release download)."""
-    from kubeloop.paths import cache_dir
-
-    target = cache_dir() / "tools" / "helm"
-    if not (target / "helm").exists():
-        target.mkdir(parents=True, exist_ok=True)
-        await run(["go", "install", "helm.sh/helm/v3/cmd/helm@v3.19.5"],
-                  env={**os.environ, "GOBIN": str(target), "CGO_ENABLED": "0",
-                       "GOTOOLCHAIN": "local"}, timeout=1500)  # fmt: skip
-    return target / "helm"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,6 +122,28 @@ def _store_layer(name: str, layer: Layer) -> Layer:
     return stored
 
 
+async def _apt_install(
+    root: Path, packages: tuple[str, ...], on_line: Callable[[str], None]
+) -> None:
+    """Install ``packages`` into a fresh Debian root with apt. debootstrap's own
+    ``--include`` resolver misses dependencies that apt finds (alternatives and virtual
+    packages: npm's tree fails to configure that way)."""
+    resolv = root / "etc" / "resolv.conf"
+    resolv.unlink(missing_ok=True)
+    shutil.copyfile("/etc/resolv.conf", resolv)  # apt inside resolves the mirror like the host
+    await run(["mount", "-t", "proc", "proc", str(root / "proc")])
+    env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+           "LC_ALL": "C"}  # fmt: skip
+    try:
+        await run_streaming(["chroot", str(root), "apt-get", "update", "-q"], on_line, env=env)
+        await run_streaming(["chroot", str(root), "apt-get", "install", "-y", "-q",
+                             "--no-install-recommends", *packages], on_line, env=env)  # fmt: skip
+        await run(["chroot", str(root), "apt-get", "clean"], env=env)
+    finally:
+        await run(["umount", "-l", str(root / "proc")], check=False)
+        resolv.write_text("")  # the runtime mounts its own; the host's stays out of the image
+
+
 async def build_rootfs_layer(name: str, recipe: SeedRecipe, quiet: bool = False) -> Layer:
     if shutil.which("debootstrap") is None:
         from kubeloop.cluster.native.host import ensure_packages
@@ -131,12 +154,11 @@ async def build_rootfs_layer(name: str, recipe: SeedRecipe, quiet: bool = False)
         raise KubeloopError("making a base image needs debootstrap", "apt-get install debootstrap")
     with tempfile.TemporaryDirectory(prefix="kubeloop-seed-", dir=cache_dir()) as work:
         root = Path(work) / "rootfs"
-        argv = [debootstrap, "--variant=minbase"]
-        if recipe.packages:
-            argv.append("--include=" + ",".join(recipe.packages))
-        argv += [SUITE, str(root), _apt_mirror()]
+        argv = [debootstrap, "--variant=minbase", SUITE, str(root), _apt_mirror()]
         with ui.step(f"making {name} from Debian {SUITE} packages", quiet) as progress:
             await run_streaming(argv, progress.detail)
+            if recipe.packages:
+                await _apt_install(root, recipe.packages, progress.detail)
             for command in recipe.fixups:
                 await run(["chroot", str(root), "sh", "-c", command])
             for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "dev", "proc", "sys",

@@ -275,18 +275,46 @@ async def test_kustomize_overlays_render_and_deploy(
     assert found is not None and found["data"] == {"level": "dev"}
 
 
-async def test_init_generates_a_project_that_deploys(
-    tmp_path: Path, namespace: str, kube: Kube, docker_engine: None
-) -> None:
-    service = tmp_path / "greeter"
-    service.mkdir()
-    (service / "main.py").write_text(
+# A tiny HTTP service per language `kubeloop init` knows, with no dependencies to fetch.
+INIT_SOURCES = {
+    "python": {"main.py": (
         "import http.server, os\n"
         "class H(http.server.BaseHTTPRequestHandler):\n"
         "    def do_GET(self):\n"
-        "        self.send_response(200); self.end_headers(); self.wfile.write(b'greetings')\n"
-        "http.server.HTTPServer(('', int(os.environ['PORT'])), H).serve_forever()\n"
-    )
+        "        self.send_response(200); self.end_headers()\n"
+        "        self.wfile.write(b'greetings from python')\n"
+        "http.server.HTTPServer(('', int(os.environ['PORT'])), H).serve_forever()\n")},
+    "node": {
+        "package.json": '{"name": "greeter", "version": "1.0.0", "main": "index.js"}\n',
+        "index.js": (
+            "require('http').createServer((req, res) => res.end('greetings from node'))\n"
+            "  .listen(Number(process.env.PORT));\n")},
+    "go": {
+        "go.mod": "module example.com/greeter\n\ngo 1.19\n",
+        "main.go": (
+            "package main\n\nimport (\n\t\"net/http\"\n\t\"os\"\n)\n\n"
+            "func main() {\n"
+            "\thttp.HandleFunc(\"/\", func(w http.ResponseWriter, r *http.Request) {\n"
+            "\t\tw.Write([]byte(\"greetings from go\"))\n\t})\n"
+            "\thttp.ListenAndServe(\":\"+os.Getenv(\"PORT\"), nil)\n}\n")},
+}  # fmt: skip
+INIT_BASES = {"python": [], "node": ["node:18-slim"], "go": ["golang:1.19", "debian:bookworm-slim"]}
+
+
+@pytest.mark.parametrize("language", ["python", "node", "go"])
+async def test_init_generates_a_project_that_deploys(
+    tmp_path: Path, namespace: str, kube: Kube, docker_engine: None, language: str
+) -> None:
+    """What `kubeloop init` writes builds and runs as generated, from base images seeded
+    from Debian packages (node 18, Go 1.19 then a Debian runtime stage)."""
+    from kubeloop.cluster import seed_base_image
+
+    for base in INIT_BASES[language]:
+        await seed_base_image(base, CLUSTER, quiet=True)
+    service = tmp_path / "greeter"
+    service.mkdir()
+    for name, text in INIT_SOURCES[language].items():
+        (service / name).write_text(text)
     result = await run([sys.executable, "-m", "kubeloop", "init", str(service)])
     assert "wrote" in result.stdout
     config = service / "kubeloop.yaml"
@@ -308,10 +336,10 @@ async def test_init_generates_a_project_that_deploys(
                 text = (await client.get(url)).text
             except httpx.HTTPError:
                 text = ""
-            if text == "greetings":
+            if text == f"greetings from {language}":
                 break
             await asyncio.sleep(0.1)
-    assert text == "greetings"
+    assert text == f"greetings from {language}"
 
 
 def test_the_add_example_passes_its_own_tests_and_linter() -> None:
@@ -321,15 +349,28 @@ def test_the_add_example_passes_its_own_tests_and_linter() -> None:
     subprocess.run([sys.executable, "-m", "ruff", "check", str(example)], check=True)
 
 
-@pytest.mark.parametrize("builder", ["buildah", "podman"])
-async def test_daemonless_builders_build_and_deploy(
-    tmp_path: Path, namespace: str, kube: Kube, builder: str
+@pytest.mark.parametrize("builder", ["buildah", "podman", "buildkit"])
+async def test_other_builders_build_and_deploy(
+    tmp_path: Path, namespace: str, kube: Kube, builder: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """buildah and podman (installed on demand) build without a Docker engine; Docker Hub
-    base images resolve to the cluster registry through kubeloop's registries.conf."""
-    from kubeloop.cluster.native.host import ensure_packages
+    base images resolve to the cluster registry through kubeloop's registries.conf. With
+    the buildx plugin (built from its Go module into kubeloop's cache), 'docker' artifacts
+    build with BuildKit, offline, from the seeded base image."""
+    kind = builder
+    if builder == "buildkit":
+        from kubeloop.build import ensure_docker_engine
 
-    await ensure_packages(extra=(builder,), quiet=True)
+        await ensure_docker_engine(quiet=True)
+        plugins = tmp_path / "docker-config" / "cli-plugins"
+        plugins.mkdir(parents=True)
+        (plugins / "docker-buildx").symlink_to(await ensure_buildx())
+        monkeypatch.setenv("DOCKER_CONFIG", str(plugins.parent))
+        kind = "docker"
+    else:
+        from kubeloop.cluster.native.host import ensure_packages
+
+        await ensure_packages(extra=(builder,), quiet=True)
     folder = tmp_path / "hello"
     shutil.copytree(EXAMPLES / "hello", folder)
     (folder / "server.py").write_text(
@@ -337,7 +378,7 @@ async def test_daemonless_builders_build_and_deploy(
     )
     (folder / "kubeloop.yaml").write_text(
         f"name: {builder}\nnamespace: {namespace}\n"
-        f"artifacts: [{{image: hello, builder: {builder}}}]\nmanifests: {{raw: [pod.yaml]}}\n"
+        f"artifacts: [{{image: hello, builder: {kind}}}]\nmanifests: {{raw: [pod.yaml]}}\n"
     )
     (folder / "pod.yaml").write_text(
         "apiVersion: v1\nkind: Pod\nmetadata: {name: hello}\n"
@@ -347,55 +388,18 @@ async def test_daemonless_builders_build_and_deploy(
     try:
         timings = await session.build()
         assert timings.built == ["hello"]
-        assert session.last_built["hello"].startswith(f"localhost:5000/{builder}/hello:kl-")
+        image = session.last_built["hello"]
+        assert image.startswith(f"localhost:5000/{builder}/hello:kl-")
         await session.deploy(quiet=True)
     finally:
         await session.close()
+    if builder == "buildkit":
+        history = await run(["docker", "history", "--no-trunc", "--format", "{{.Comment}}", image])
+        assert "buildkit.dockerfile.v0" in history.stdout  # BuildKit's mark; classic has none
     pod = await kube.wait_pod_running(namespace, "hello", 60)
     async with httpx.AsyncClient(timeout=5) as client:
         reply = await client.get(f"http://{pod['status']['podIP']}:8080/{builder}")
     assert reply.text == f"hello from hello path=/{builder}\n"
-
-
-async def test_docker_builds_with_buildkit_when_the_buildx_plugin_is_there(
-    tmp_path: Path,
-    namespace: str,
-    kube: Kube,
-    docker_engine: None,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """With the buildx plugin (built from its Go module into kubeloop's cache), 'docker'
-    artifacts build with BuildKit, offline, from the seeded base image."""
-    plugins = tmp_path / "docker-config" / "cli-plugins"
-    plugins.mkdir(parents=True)
-    (plugins / "docker-buildx").symlink_to(await ensure_buildx())
-    monkeypatch.setenv("DOCKER_CONFIG", str(plugins.parent))
-    folder = tmp_path / "hello"
-    shutil.copytree(EXAMPLES / "hello", folder)
-    (folder / "server.py").write_text(
-        (folder / "server.py").read_text() + f"\n# buildkit {namespace}\n"
-    )
-    (folder / "kubeloop.yaml").write_text(
-        f"name: bk\nnamespace: {namespace}\n"
-        "artifacts: [{image: hello, builder: docker}]\nmanifests: {raw: [pod.yaml]}\n"
-    )
-    (folder / "pod.yaml").write_text(
-        "apiVersion: v1\nkind: Pod\nmetadata: {name: hello}\n"
-        "spec: {containers: [{name: hello, image: hello}]}\n"
-    )
-    session = await open_session(folder / "kubeloop.yaml", cluster=CLUSTER)
-    try:
-        assert (await session.build()).built == ["hello"]
-        image = session.last_built["hello"]
-        await session.deploy(quiet=True)
-    finally:
-        await session.close()
-    history = await run(["docker", "history", "--no-trunc", "--format", "{{.Comment}}", image])
-    assert "buildkit.dockerfile.v0" in history.stdout  # BuildKit's mark; classic has none
-    pod = await kube.wait_pod_running(namespace, "hello", 60)
-    async with httpx.AsyncClient(timeout=5) as client:
-        reply = await client.get(f"http://{pod['status']['podIP']}:8080/bk")
-    assert reply.text == "hello from hello path=/bk\n"
 
 
 async def test_helm_charts_render_and_deploy(

@@ -285,17 +285,22 @@ async def test_process_restart_keeps_the_pod_and_reset_restores_it(
         await session.close()
 
 
+async def two_way_syncer(tmp_path: Path, namespace: str, kube: Kube,
+                         cluster: ClusterInfo) -> tuple[Path, Syncer]:  # fmt: skip
+    """A local tree and a two-way syncer for it, targeting a fresh one-pod Deployment."""
+    src = tmp_path / "src"
+    tree(src)
+    await kube.apply(deployment("web", namespace, PYTHON))
+    await rolled_out(kube, namespace, "web")
+    return src, Syncer(kube, cluster, namespace, "app=web", [SyncRule(src, "/app", two_way=True)])
+
+
 async def test_two_way_brings_container_changes_back_and_keeps_conflicts(
     tmp_path: Path, namespace: str, kube: Kube, cluster: ClusterInfo, env: Any
 ) -> None:
     from tests.integration.conftest import kubectl
 
-    src = tmp_path / "src"
-    tree(src)
-    await kube.apply(deployment("web", namespace, PYTHON))
-    await rolled_out(kube, namespace, "web")
-    syncer = Syncer(kube, cluster, namespace, "app=web",
-                    [SyncRule(src, "/app", two_way=True)])  # fmt: skip
+    src, syncer = await two_way_syncer(tmp_path, namespace, kube, cluster)
     await syncer.refresh_pods()
     (pod,) = syncer.pods
     try:
@@ -350,13 +355,9 @@ async def test_two_way_follows_the_agents_change_reports_not_a_poll(
 ) -> None:
     from tests.integration.conftest import kubectl
 
-    src = tmp_path / "src"
-    tree(src)
-    await kube.apply(deployment("web", namespace, PYTHON))
-    await rolled_out(kube, namespace, "web")
+    src, syncer = await two_way_syncer(tmp_path, namespace, kube, cluster)
     events: list[str] = []
-    syncer = Syncer(kube, cluster, namespace, "app=web",
-                    [SyncRule(src, "/app", two_way=True)], on_event=events.append)  # fmt: skip
+    syncer.on_event = events.append
     stop = asyncio.Event()
     # A poll every 60 s could not explain anything arriving within the waits below.
     task = asyncio.create_task(syncer.run(stop, pull_interval=60))

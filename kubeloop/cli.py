@@ -19,10 +19,40 @@ from kubeloop.errors import KubeloopError
 T = TypeVar("T")
 
 
+class _Stopped(Exception):
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
+
+async def _stoppable(coro: Awaitable[T]) -> T:
+    """Run ``coro`` so that SIGTERM and SIGHUP (a process manager, an IDE's stop button,
+    a closed terminal) stop it the way Ctrl-C does: the task is cancelled and its clean-up
+    runs (port-forwards, agent streams, dev's ``cleanup``), instead of dying on the spot."""
+    import signal
+
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    received: list[int] = []
+
+    def stop(signum: int) -> None:
+        received.append(signum)
+        task.cancel()
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(signum, stop, signum)
+    try:
+        return await coro
+    except asyncio.CancelledError:
+        if received:
+            raise _Stopped(received[0]) from None
+        raise
+
+
 def _run(coro: Awaitable[T]) -> T:
     """Run one library coroutine; turn our errors into a message and an exit code."""
     try:
-        return asyncio.run(coro)  # type: ignore[arg-type]
+        return asyncio.run(_stoppable(coro))
     except KubeloopError as exc:
         from kubeloop.ui import console
 
@@ -32,6 +62,8 @@ def _run(coro: Awaitable[T]) -> T:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except _Stopped as stopped:
+        sys.exit(128 + stopped.signum)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import functools
 import os
 import shutil
+import signal
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from kubeloop.errors import KubeloopError
 
@@ -24,6 +29,30 @@ def require_tool(name: str, hint: str) -> str:
     if path is None:
         raise KubeloopError(f"'{name}' is not installed or not on PATH", hint)
     return path
+
+
+PR_SET_PDEATHSIG = 1
+
+
+@functools.cache
+def _prctl() -> Any:
+    return ctypes.CDLL(None, use_errno=True).prctl
+
+
+def _die_with_parent() -> None:
+    # Runs in the child between fork and exec: from then on the kernel sends it SIGTERM
+    # when kubeloop ends, however it ends (a SIGKILL included).
+    _prctl()(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+async def spawn_tethered(*argv: str, **kwargs: Any) -> asyncio.subprocess.Process:
+    """Start a long-lived helper (a kubectl exec stream or port-forward) that cannot
+    outlive kubeloop: an orphaned port-forward would keep the developer's port taken."""
+    preexec = None
+    if sys.platform == "linux":
+        _prctl()  # resolved before the fork, so the child only makes the call
+        preexec = _die_with_parent
+    return await asyncio.create_subprocess_exec(*argv, preexec_fn=preexec, **kwargs)
 
 
 async def run(

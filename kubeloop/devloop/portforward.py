@@ -17,6 +17,7 @@ from kubeloop.config import PortForward
 from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube, label_selector
 from kubeloop.kube.client import pod_is_ready
+from kubeloop.proc import spawn_tethered
 from kubeloop.render.render import kubectl_command
 
 Obj = dict[str, Any]
@@ -105,7 +106,7 @@ class Forwarder:
                 await asyncio.sleep(interval * 2)
                 continue
             pod, port = picked
-            process = await asyncio.create_subprocess_exec(
+            process = await spawn_tethered(
                 kubectl_command(), "--kubeconfig", self.kubeconfig, "--context", self.context,
                 "port-forward", "-n", self.namespace, "--address", "127.0.0.1", f"pod/{pod}",
                 f"{self.local_port}:{port}",

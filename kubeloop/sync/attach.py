@@ -11,6 +11,7 @@ from kubeloop.cluster import ClusterInfo
 from kubeloop.errors import KubeloopError
 from kubeloop.images.registry import ImageConfig, manifest_exists, push_files
 from kubeloop.kube import Kube
+from kubeloop.proc import spawn_tethered
 from kubeloop.render.render import kubectl_command
 from kubeloop.sync.protocol import AgentStream
 
@@ -90,7 +91,7 @@ async def ensure_agent(kube: Kube, namespace: str, pod_name: str, container: str
 
 
 async def open_stream(cluster: ClusterInfo, namespace: str, pod: str, agent: str) -> AgentStream:
-    process = await asyncio.create_subprocess_exec(
+    process = await spawn_tethered(
         kubectl_command(), "--kubeconfig", cluster.kubeconfig, "--context", cluster.context,
         "exec", "-i", "-n", namespace, pod, "-c", agent, "--",
         "/kubeloop-agent", "serve", "/proc/1/root",

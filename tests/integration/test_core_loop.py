@@ -4,8 +4,10 @@ deployed, explain failing pods, and the dev loop's rebuild + port-forward + logs
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -246,6 +248,70 @@ async def test_dev_loop_syncs_or_rebuilds_and_keeps_forward_and_logs(
         assert await kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/add") is None
     finally:
         await kube.close()
+
+
+@pytest.mark.parametrize("how", ["ctrl-c in a terminal", "sigint", "sigterm", "sigkill"])
+async def test_stopping_the_dev_command_leaves_nothing_running(
+    tmp_path: Path, namespace: str, kube: Kube, docker_engine: None, how: str
+) -> None:
+    """The real CLI, as a developer runs it: `kubeloop dev --cleanup`, then stopped. A
+    terminal's Ctrl-C signals the whole process group (kubectl children too); SIGINT or
+    SIGTERM to kubeloop alone (an IDE's stop button, a process manager) must stop it the
+    same way: exit 128+signal without a traceback, what dev deployed removed (its
+    dev-mode change with it). Even after SIGKILL, no port-forward or agent stream is
+    left running: the kernel ends them with kubeloop."""
+    from kubeloop.cluster.native.host import processes_mentioning
+
+    folder = copy_example("add", tmp_path, namespace)
+    config = folder / "kubeloop.yaml"
+    config.write_text(config.read_text().replace("localPort: 8000", "localPort: 18412"))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kubeloop", "dev", "--config", str(config), "--cleanup",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,  # its own process group, as a shell gives a foreground job
+    )  # fmt: skip
+    assert process.stdout is not None
+    output = bytearray()
+    reader = asyncio.create_task(_collect(process.stdout, output))
+    try:
+        answered: dict[str, object] = {}
+        for _ in range(900):
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                answered = await get_json("http://127.0.0.1:18412/add/20/22")
+                break
+            assert process.returncode is None, output.decode()
+            await asyncio.sleep(0.2)
+        assert answered.get("sum") == 42, output.decode()
+        assert processes_mentioning(namespace)  # its port-forward and agent streams
+        if how == "ctrl-c in a terminal":
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            process.send_signal({"sigint": signal.SIGINT, "sigterm": signal.SIGTERM,
+                                 "sigkill": signal.SIGKILL}[how])  # fmt: skip
+        code = await asyncio.wait_for(process.wait(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await reader
+    text = output.decode()
+    for _ in range(50):  # SIGKILL: the kernel signals the children as kubeloop goes
+        if not processes_mentioning(namespace):
+            break
+        await asyncio.sleep(0.1)
+    assert processes_mentioning(namespace) == []  # no kubectl left behind
+    with pytest.raises(httpx.ConnectError):
+        await get_json("http://127.0.0.1:18412/add/1/1")  # the port is free again
+    if how == "sigkill":
+        return
+    assert code == (143 if how == "sigterm" else 130), text
+    assert "Traceback" not in text, text
+    assert "removed" in text and "objects that dev deployed" in text, text
+    assert await kube.get(f"/apis/apps/v1/namespaces/{namespace}/deployments/add") is None
+
+
+async def _collect(stream: asyncio.StreamReader, into: bytearray) -> None:
+    while chunk := await stream.read(65536):
+        into += chunk
 
 
 async def test_kustomize_overlays_render_and_deploy(

@@ -27,6 +27,22 @@ class KubeError(KubeloopError):
         self.status = status
 
 
+def _server_of(kubeconfig: Path | str | None, context: str | None) -> str | None:
+    """The API server address a kubeconfig context names (for error messages)."""
+    import yaml
+
+    if kubeconfig is None:
+        return None
+    try:
+        config: Any = yaml.safe_load(Path(kubeconfig).read_text())
+        context = context or config["current-context"]
+        ctx = next(c["context"] for c in config["contexts"] if c["name"] == context)
+        return str(next(c["cluster"]["server"] for c in config["clusters"]
+                        if c["name"] == ctx["cluster"]))  # fmt: skip
+    except (OSError, KeyError, TypeError, StopIteration, yaml.YAMLError):
+        return None
+
+
 class Kube:
     """One connection to one cluster."""
 
@@ -44,6 +60,14 @@ class Kube:
             api = await kr8s.asyncio.api(
                 kubeconfig=str(kubeconfig) if kubeconfig else None, context=context
             )
+        except httpx.TransportError as exc:  # kr8s asks the server its version at once
+            server = _server_of(kubeconfig, context)
+            raise KubeError(
+                f"cannot reach the Kubernetes API server{f' at {server}' if server else ''}: "
+                f"{exc or type(exc).__name__}",
+                hint="is the cluster running? 'kubeloop cluster status' tells; for a native "
+                "cluster, 'kubeloop cluster create' starts it again (after a reboot too)",
+            ) from exc
         except Exception as exc:  # kr8s raises several types for a bad kubeconfig
             raise KubeError(
                 f"cannot load the cluster's connection settings: {exc}",
@@ -73,7 +97,7 @@ class Kube:
         except httpx.TransportError as exc:
             raise KubeError(
                 f"cannot reach the Kubernetes API server: {exc or type(exc).__name__}",
-                hint="is the cluster running? 'kubeloop cluster status'",
+                hint="is the cluster running? 'kubeloop cluster status' tells",
             ) from exc
 
     async def _resource(self, api_version: str, kind: str) -> tuple[str, bool]:

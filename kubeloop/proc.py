@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import functools
 import os
@@ -39,10 +40,13 @@ def _prctl() -> Any:
     return ctypes.CDLL(None, use_errno=True).prctl
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     # Runs in the child between fork and exec: from then on the kernel sends it SIGTERM
-    # when kubeloop ends, however it ends (a SIGKILL included).
+    # when kubeloop ends, however it ends (a SIGKILL included). If kubeloop ended before
+    # the call took effect, the child has been re-parented already: it stops itself.
     _prctl()(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 async def spawn_tethered(*argv: str, **kwargs: Any) -> asyncio.subprocess.Process:
@@ -51,7 +55,7 @@ async def spawn_tethered(*argv: str, **kwargs: Any) -> asyncio.subprocess.Proces
     preexec = None
     if sys.platform == "linux":
         _prctl()  # resolved before the fork, so the child only makes the call
-        preexec = _die_with_parent
+        preexec = functools.partial(_die_with_parent, os.getpid())
     return await asyncio.create_subprocess_exec(*argv, preexec_fn=preexec, **kwargs)
 
 
@@ -83,6 +87,9 @@ async def run(
         process.kill()
         await process.wait()
         raise KubeloopError(f"'{' '.join(argv)}' did not finish within {timeout:.0f}s") from None
+    except asyncio.CancelledError:
+        await _stop(process)
+        raise
     result = Result(
         tuple(argv),
         process.returncode or 0,
@@ -118,13 +125,32 @@ async def run_streaming(
     )
     assert process.stdout is not None
     last: list[str] = []
-    async for raw in process.stdout:
-        line = raw.decode(errors="replace").rstrip()
-        last = [*last[-(tail - 1) :], line]
-        on_line(line)
-    code = await process.wait()
+    try:
+        async for raw in process.stdout:
+            line = raw.decode(errors="replace").rstrip()
+            last = [*last[-(tail - 1) :], line]
+            on_line(line)
+        code = await process.wait()
+    except asyncio.CancelledError:
+        await _stop(process)
+        raise
     if code != 0:
         raise command_failed(Result(tuple(argv), code, "\n".join(last), ""))
+
+
+async def _stop(process: asyncio.subprocess.Process) -> None:
+    """Stop a command whose caller was cancelled (Ctrl-C, SIGTERM): it gets SIGTERM and
+    a moment to clean up after itself, then SIGKILL. Nothing runs on unattended."""
+    if process.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.terminate()
+    try:
+        await asyncio.wait_for(process.wait(), 5)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        await process.wait()
 
 
 def command_failed(result: Result) -> KubeloopError:

@@ -131,16 +131,17 @@ async def _apt_install(
     resolv = root / "etc" / "resolv.conf"
     resolv.unlink(missing_ok=True)
     shutil.copyfile("/etc/resolv.conf", resolv)  # apt inside resolves the mirror like the host
-    await run(["mount", "-t", "proc", "proc", str(root / "proc")])
     env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-           "LC_ALL": "C"}  # fmt: skip
+           "LC_ALL": "C", "ROOT": str(root)}  # fmt: skip
+    # /proc inside the root is mounted in a private mount namespace: it goes away with
+    # the command, so no path of it can outlive a failure or an interruption.
+    script = ('mount -t proc proc "$ROOT/proc" && chroot "$ROOT" apt-get update -q && '
+              'chroot "$ROOT" apt-get install -y -q --no-install-recommends "$@" && '
+              'chroot "$ROOT" apt-get clean')  # fmt: skip
     try:
-        await run_streaming(["chroot", str(root), "apt-get", "update", "-q"], on_line, env=env)
-        await run_streaming(["chroot", str(root), "apt-get", "install", "-y", "-q",
-                             "--no-install-recommends", *packages], on_line, env=env)  # fmt: skip
-        await run(["chroot", str(root), "apt-get", "clean"], env=env)
+        await run_streaming(["unshare", "--mount", "sh", "-c", script, "apt", *packages],
+                            on_line, env=env)  # fmt: skip
     finally:
-        await run(["umount", "-l", str(root / "proc")], check=False)
         resolv.write_text("")  # the runtime mounts its own; the host's stays out of the image
 
 
@@ -154,7 +155,10 @@ async def build_rootfs_layer(name: str, recipe: SeedRecipe, quiet: bool = False)
         raise KubeloopError("making a base image needs debootstrap", "apt-get install debootstrap")
     with tempfile.TemporaryDirectory(prefix="kubeloop-seed-", dir=cache_dir()) as work:
         root = Path(work) / "rootfs"
-        argv = [debootstrap, "--variant=minbase", SUITE, str(root), _apt_mirror()]
+        # In a mount namespace of its own: the mounts debootstrap makes in the new root
+        # (/proc, /sys, devices) vanish with it, however it ends, and never show on the host.
+        argv = ["unshare", "--mount", debootstrap, "--variant=minbase", SUITE, str(root),
+                _apt_mirror()]  # fmt: skip
         with ui.step(f"making {name} from Debian {SUITE} packages", quiet) as progress:
             await run_streaming(argv, progress.detail)
             if recipe.packages:

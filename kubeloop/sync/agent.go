@@ -30,6 +30,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
@@ -210,31 +211,51 @@ func describe(b *strings.Builder, path, rel string, d fs.DirEntry) {
 // --- change notification (two-way sync) ----------------------------------------------
 
 const watchMask = syscall.IN_CLOSE_WRITE | syscall.IN_CREATE | syscall.IN_DELETE |
-	syscall.IN_MOVED_FROM | syscall.IN_MOVED_TO | syscall.IN_ATTRIB | syscall.IN_ONLYDIR
+	syscall.IN_MOVED_FROM | syscall.IN_MOVED_TO | syscall.IN_ATTRIB | syscall.IN_ONLYDIR |
+	syscall.IN_DELETE_SELF | syscall.IN_MOVE_SELF
+
+// Lines with a meaning of their own in a change report (paths are never empty or start
+// with these characters and end there).
+const (
+	reportResync = "*" // events were lost: list the whole folder again
+	reportEnded  = "!" // the watch ended (folder replaced, out of watches): poll or re-watch
+)
 
 // watcher reports paths under root that change, as 'C' frames carrying the sequence
-// number of the request that started it, coalesced over 10 ms. A frame holding the single line "*" means "list everything
-// again" (the kernel's event queue overflowed). The agent's own temporary files are
-// not reported; its finished writes are, and the client recognises them by content.
+// number of the latest request to watch root, coalesced over 10 ms. The agent's own
+// temporary files are not reported; its finished writes are, and the client recognises
+// them by content.
 type watcher struct {
 	fd   int
 	root string
-	dirs map[int32]string // watch descriptor -> folder, relative to root
+	seq  atomic.Uint32
+	dead atomic.Bool
+	dirs map[int32]string // watch descriptor -> folder, relative to root (read goroutine)
 }
 
+// One watcher per folder, so a client that asks again (after an error, or a second rule
+// on the same folder) re-targets the reports instead of piling up inotify instances.
+var watchers = map[string]*watcher{}
+
 func startWatch(root string, seq uint32) error {
+	if w, ok := watchers[root]; ok && !w.dead.Load() {
+		w.seq.Store(seq)
+		return nil
+	}
 	fd, err := syscall.InotifyInit1(syscall.IN_CLOEXEC)
 	if err != nil {
 		return fmt.Errorf("inotify: %w", err)
 	}
 	w := &watcher{fd: fd, root: root, dirs: map[int32]string{}}
+	w.seq.Store(seq)
 	if err := w.addTree(""); err != nil {
 		syscall.Close(fd)
 		return err
 	}
+	watchers[root] = w
 	changed := make(chan string, 1024)
 	go w.read(changed)
-	go coalesce(changed, seq)
+	go w.coalesce(changed)
 	return nil
 }
 
@@ -275,13 +296,35 @@ func (w *watcher) addTree(rel string) error {
 	})
 }
 
+// forget drops the watches of a folder that left (moved away): if it moved within the
+// tree, its new name is watched again on the IN_MOVED_TO that follows.
+func (w *watcher) forget(rel string) {
+	for wd, dir := range w.dirs {
+		if dir == rel || strings.HasPrefix(dir, rel+"/") {
+			syscall.InotifyRmWatch(w.fd, uint32(wd))
+			delete(w.dirs, wd)
+		}
+	}
+}
+
+// end stops the watcher and tells the client, which then re-watches or polls.
+func (w *watcher) end(changed chan<- string) {
+	w.dead.Store(true)
+	changed <- reportEnded
+	syscall.Close(w.fd)
+}
+
 func (w *watcher) read(changed chan<- string) {
+	defer close(changed)
 	buf := make([]byte, 64<<10)
 	for {
 		n, err := syscall.Read(w.fd, buf)
+		if err == syscall.EINTR {
+			continue
+		}
 		if err != nil || n <= 0 {
-			if err == syscall.EINTR {
-				continue
+			if !w.dead.Load() {
+				w.end(changed)
 			}
 			return
 		}
@@ -291,26 +334,39 @@ func (w *watcher) read(changed chan<- string) {
 			offset += syscall.SizeofInotifyEvent + int(event.Len)
 			name := strings.TrimRight(string(nameBytes), "\x00")
 			if event.Mask&syscall.IN_Q_OVERFLOW != 0 {
-				changed <- "*"
-				continue
-			}
-			if event.Mask&syscall.IN_IGNORED != 0 {
-				delete(w.dirs, event.Wd)
+				changed <- reportResync
 				continue
 			}
 			dir, known := w.dirs[event.Wd]
-			if !known || name == "" || strings.HasPrefix(name, ".kubeloop-") {
+			if !known {
+				continue
+			}
+			if event.Mask&(syscall.IN_IGNORED|syscall.IN_DELETE_SELF|syscall.IN_MOVE_SELF) != 0 {
+				if dir == "" { // the watched folder itself is gone or replaced
+					w.end(changed)
+					return
+				}
+				if event.Mask&syscall.IN_IGNORED != 0 {
+					delete(w.dirs, event.Wd)
+				}
+				continue
+			}
+			if name == "" || strings.HasPrefix(name, ".kubeloop-") {
 				continue
 			}
 			rel := name
 			if dir != "" {
 				rel = dir + "/" + name
 			}
+			if event.Mask&syscall.IN_MOVED_FROM != 0 && event.Mask&syscall.IN_ISDIR != 0 {
+				w.forget(rel)
+			}
 			if event.Mask&(syscall.IN_CREATE|syscall.IN_MOVED_TO) != 0 {
 				info, err := os.Lstat(filepath.Join(w.root, rel))
 				if err == nil && info.IsDir() {
-					if w.addTree(rel) != nil {
-						changed <- "*" // no more watches: one full look, then what remains
+					if w.addTree(rel) != nil { // out of watches: a partial watch would lie
+						w.end(changed)
+						return
 					}
 				} else if err == nil && info.Mode().IsRegular() && event.Mask&syscall.IN_CREATE != 0 {
 					continue // reported when its writer closes it
@@ -321,14 +377,17 @@ func (w *watcher) read(changed chan<- string) {
 	}
 }
 
-func coalesce(changed <-chan string, seq uint32) {
+func (w *watcher) coalesce(changed <-chan string) {
 	for first := range changed {
 		batch := map[string]bool{first: true}
 		deadline := time.After(10 * time.Millisecond)
 	collect:
 		for {
 			select {
-			case rel := <-changed:
+			case rel, open := <-changed:
+				if !open {
+					break collect
+				}
 				batch[rel] = true
 			case <-deadline:
 				break collect
@@ -339,7 +398,7 @@ func coalesce(changed <-chan string, seq uint32) {
 			b.WriteString(rel)
 			b.WriteByte('\n')
 		}
-		reply('C', seq, []byte(b.String()))
+		reply('C', w.seq.Load(), []byte(b.String()))
 	}
 }
 
@@ -408,7 +467,8 @@ func serve(root string) {
 		case 'S': // payload: relative paths, one per line; reply: their listing
 			names := make([]byte, size)
 			io.ReadFull(in, names)
-			reply('H', seq, listingOf(target, strings.Split(strings.TrimSpace(string(names)), "\n")))
+			// Only the separators are cut: a name may start or end with a space.
+			reply('H', seq, listingOf(target, strings.Split(strings.TrimSuffix(string(names), "\n"), "\n")))
 			continue
 		case 'N': // report changes under the path from now on (see watcher)
 			io.CopyN(io.Discard, in, int64(size))

@@ -73,7 +73,8 @@ class AgentStream:
                 seq, length = struct.unpack(">II", header[1:])
                 body = await self._reader.readexactly(length) if length else b""
                 if op == "C" and seq in self._watches:
-                    self._watches[seq](set(body.decode(errors="replace").splitlines()))
+                    names = body.decode(errors="replace").split("\n")
+                    self._watches[seq]({name for name in names if name})
                     continue
                 future = self._pending.pop(seq, None)
                 if future and not future.done():
@@ -180,7 +181,9 @@ class AgentStream:
 
     async def watch(self, path: str, on_change: Callable[[set[str]], None]) -> None:
         """Have the agent report changes under ``path``: ``on_change`` gets sets of paths
-        relative to it; ``{"*"}`` means events were lost and everything must be listed."""
+        relative to it. Two entries are signals: ``*`` (events were lost: list it all) and
+        ``!`` (the watch ended: the folder was replaced, or the node ran out of watches).
+        Asking again for the same folder re-targets the agent's existing watch."""
         await self._result(await self._send("N", path, later=on_change), f"watch {path}")
 
     async def read(self, path: str) -> bytes:

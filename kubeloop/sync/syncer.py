@@ -23,6 +23,7 @@ from kubeloop.sync.protocol import AgentError, AgentStream, RemoteEntry
 
 Obj = dict[str, Any]
 SIGHUP, SIGTERM = 1, 15
+WATCH_ENDED = "!"  # the agent's signal that a watch ended (see AgentStream.watch)
 SMALL_FILE = 1 << 20  # read, hash and send in one go; larger files are streamed
 Future = asyncio.Future[tuple[str, bytes]]
 
@@ -232,8 +233,9 @@ class Syncer:
         for index, rel, entry in todo:  # what both sides now hold
             if self.rules[index].two_way:
                 agreed = self._agreed.setdefault(index, {})
-                if entry is None:
-                    agreed.pop(rel, None)
+                if entry is None:  # a deleted folder takes what was in it along
+                    for known in [k for k in agreed if k == rel or k.startswith(rel + "/")]:
+                        del agreed[known]
                 elif entry.kind == "F":
                     agreed[rel] = entry.digest
         batch = Batch(sorted(p for _, p, _ in todo), sum(e is not None for _, _, e in todo),
@@ -285,10 +287,15 @@ class Syncer:
                 continue
             if ignore.excluded(rule.local / rel, False):
                 continue
-            local = state.get(rel)
-            local_digest = local.digest if local else None
-            data = await stream.read(self._remote(rule, rel))
             target = rule.local / rel
+            # The disk, not the cached state, says whether the local copy changed: an
+            # edit saved a moment ago may not have reached the watcher yet.
+            local = entry_of(target)
+            local_digest = local.digest if local and local.kind == "F" else None
+            try:
+                data = await stream.read(self._remote(rule, rel))
+            except AgentError:
+                continue  # gone again since the listing: its deletion is reported next
             if local_digest is not None and local_digest != agreed.get(rel):
                 if local_digest == entry.digest:
                     agreed[rel] = entry.digest  # both sides made the same change
@@ -305,10 +312,10 @@ class Syncer:
             events.append(f"pulled {rel} from the container")
         gone = [r for r in agreed if r not in remote and _within(r, scope)]
         for rel in gone:
-            local = state.get(rel)
-            if local is not None and local.digest == agreed[rel]:
+            local = entry_of(rule.local / rel)
+            if local is not None and local.kind == "F" and local.digest == agreed[rel]:
                 (rule.local / rel).unlink(missing_ok=True)
-                del state[rel]
+                state.pop(rel, None)
                 events.append(f"removed {rel}: deleted in the container")
                 self._remove_emptied_folders(index, rule, rel, remote, scope)
             del agreed[rel]
@@ -360,6 +367,10 @@ class Syncer:
         while not watch.queue.empty():
             index, paths = watch.queue.get_nowait()
             changed.setdefault(index, set()).update(paths)
+        if any(WATCH_ENDED in p for p in changed.values()):
+            # The folder was replaced or the node ran out of watches: look at everything
+            # and watch afresh (which falls back to polling if it cannot).
+            return None, None
         return changed, watch
 
     # --- running -------------------------------------------------------------------------
@@ -398,8 +409,11 @@ class Syncer:
                 try:
                     changed, watch = await self._remote_changes(watch, pull_interval)
                     await self.pull(changed)
-                except KubeloopError:
-                    watch = None  # the source stream broke: watch its successor
+                except Exception as exc:  # two-way sync must not die silently
+                    if not isinstance(exc, KubeloopError):
+                        self.on_event(f"sync: bringing changes back failed: {exc!r}")
+                    # A live source stream keeps its watch; the next look is a full one.
+                    watch = watch if watch is not None and watch.stream.alive else None
                     await asyncio.sleep(pull_interval)
 
         pods_task = asyncio.create_task(watch_pods())

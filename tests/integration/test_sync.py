@@ -4,6 +4,7 @@ every kind of change, ignore files, new pods, dropped streams, process restarts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -387,16 +388,31 @@ async def test_two_way_follows_the_agents_change_reports_not_a_poll(
         await eventually(lambda: not new_file.exists(), 5)
         await eventually(lambda: not (src / "db").exists(), 5)  # emptied folders too
         assert (src / "app.py").read_text() == "print('v1')\n"
-        # A local change still goes out, and is not pulled back as a conflict.
+        # Local changes still go out, and are neither pulled back as a conflict nor
+        # taken for deletions (a name starting with a space once was).
         (src / "pkg" / "util.py").write_text("X = 'local'\n")
+        (src / " notes.txt").write_text("mine\n")
         stream = syncer.pods[pod].stream
         for _ in range(500):
-            if await stream.read("/app/pkg/util.py") == b"X = 'local'\n":
-                break
+            with contextlib.suppress(AgentError):
+                if (await stream.read("/app/pkg/util.py") == b"X = 'local'\n"
+                        and await stream.read("/app/ notes.txt") == b"mine\n"):  # fmt: skip
+                    break
             await asyncio.sleep(0.01)
-        await asyncio.sleep(0.3)
+        await asyncio.sleep(0.5)
         assert (src / "pkg" / "util.py").read_text() == "X = 'local'\n"
+        assert (src / " notes.txt").read_text() == "mine\n"
         assert not [e for e in events if "conflict" in e or "polling" in e], events
+        # The watched folder itself replaced (its watch ends): watched afresh, so what
+        # is written there later still arrives within seconds.
+        await in_container("import os; os.rename('/app', '/app.old'); os.makedirs('/app');"
+                           "open('/app/fresh.txt', 'w').write('1')")  # fmt: skip
+        await eventually((src / "fresh.txt").exists, 5)
+        await eventually(lambda: not (src / "app.py").exists(), 5)  # deleted over there
+        await asyncio.sleep(0.3)
+        await in_container("open('/app/later.txt', 'w').write('2')")
+        await eventually((src / "later.txt").exists, 5)
+        assert not [e for e in events if "polling" in e], events
         # A folder that cannot be watched is an error the syncer turns into polling.
         with pytest.raises(AgentError, match="no such file"):
             await stream.watch("/no/such/folder", lambda _paths: None)

@@ -43,15 +43,15 @@ def test_no_cgroup_tree_at_all_is_a_problem(tmp_path: Path) -> None:
     assert problem.what.startswith("cgroup v1 controllers not mounted: cpu, cpuacct")
 
 
-def test_routes_overlapping_the_cluster_ranges_are_named() -> None:
+def test_routes_inside_the_cluster_ranges_are_named() -> None:
     table = (ROUTE_HEADER
              + route_row("eth0", "0.0.0.0", "0.0.0.0")          # default: fine
              + route_row("eth0", "192.0.2.0", "255.255.255.0")  # unrelated: fine
              + route_row("kubeloop0", "10.244.0.0", "255.255.0.0")  # our own bridge
-             + route_row("tun0", "10.0.0.0", "255.0.0.0")       # a VPN over both
-             + route_row("wg0", "10.96.8.0", "255.255.255.0"))  # inside the services  # fmt: skip
+             + route_row("tun0", "10.0.0.0", "255.0.0.0")       # broader: ours win, fine
+             + route_row("eth1", "10.244.3.0", "255.255.255.0")  # inside the pods
+             + route_row("wg0", "10.96.0.0", "255.255.0.0"))  # the same as services  # fmt: skip
     assert route_conflicts(table) == [
-        "the pod network 10.244.0.0/16 overlaps 10.0.0.0/8, routed on tun0",
-        "the service network 10.96.0.0/16 overlaps 10.0.0.0/8, routed on tun0",
-        "the service network 10.96.0.0/16 overlaps 10.96.8.0/24, routed on wg0",
+        "the pod network 10.244.0.0/16 overlaps 10.244.3.0/24, routed on eth1",
+        "the service network 10.96.0.0/16 overlaps 10.96.0.0/16, routed on wg0",
     ]

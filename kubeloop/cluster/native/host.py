@@ -72,6 +72,8 @@ async def ensure_packages(extra: tuple[str, ...] = (), quiet: bool = False) -> N
         )
     env = {"DEBIAN_FRONTEND": "noninteractive"}
     with ui.step(f"installing {', '.join(needed)}", quiet) as progress:
+        # An install stopped half-way (Ctrl-C) leaves dpkg asking for this first.
+        await run(["dpkg", "--configure", "-a"], env=env, check=False, timeout=600)
         progress.detail("apt-get update")
         await run([apt, "update", "-q"], env=env, timeout=600)
         progress.detail("apt-get install")
@@ -184,8 +186,9 @@ def cgroup_problems(root: Path) -> list[Problem]:
 
 
 def route_conflicts(route_table: str) -> list[str]:
-    """Routes (``/proc/net/route`` rows) that overlap the pod or service range: the
-    cluster would shadow that network, or it would shadow the cluster's."""
+    """Routes (``/proc/net/route`` rows) inside the pod or service range: they would take
+    the cluster's traffic, or the cluster would cut them off. A broader route (a VPN's
+    10.0.0.0/8) is not one: the cluster's more specific routes win for its own ranges."""
     ranges = {"pod network": ipaddress.ip_network(POD_CIDR),
               "service network": ipaddress.ip_network(SERVICE_CIDR)}  # fmt: skip
     found: list[str] = []
@@ -195,10 +198,8 @@ def route_conflicts(route_table: str) -> list[str]:
             continue
         dest, mask = (ipaddress.IPv4Address(bytes.fromhex(h)[::-1]) for h in (fields[1], fields[7]))
         route = ipaddress.ip_network(f"{dest}/{mask}", strict=False)
-        if route.prefixlen == 0:  # the default route overlaps everything by design
-            continue
         for what, network in ranges.items():
-            if route.overlaps(network):
+            if route.prefixlen >= network.prefixlen and route.overlaps(network):
                 found.append(f"the {what} {network} overlaps {route}, routed on {fields[0]}")
     return found
 

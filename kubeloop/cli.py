@@ -1,12 +1,11 @@
 """The ``kubeloop`` command: parse arguments, call the library, print.
 
-Only click is imported at start-up; each command imports what it needs, which keeps
-``kubeloop --help`` fast.
+Only click is imported at start-up (not even asyncio); each command imports what it
+needs, which keeps ``kubeloop --help`` fast.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,6 +27,7 @@ async def _stoppable(coro: Awaitable[T]) -> T:
     """Run ``coro`` so that SIGTERM and SIGHUP (a process manager, an IDE's stop button,
     a closed terminal) stop it the way Ctrl-C does: the task is cancelled and its clean-up
     runs (port-forwards, agent streams, dev's ``cleanup``), instead of dying on the spot."""
+    import asyncio
     import signal
 
     loop = asyncio.get_running_loop()
@@ -51,6 +51,8 @@ async def _stoppable(coro: Awaitable[T]) -> T:
 
 def _run(coro: Awaitable[T]) -> T:
     """Run one library coroutine; turn our errors into a message and an exit code."""
+    import asyncio
+
     try:
         return asyncio.run(_stoppable(coro))
     except KubeloopError as exc:
@@ -349,6 +351,8 @@ def sync(config_path: Path | None, environment: str | None, cluster: str | None,
             await kube.close()
 
     async def project(session: Any) -> None:
+        import asyncio
+
         syncers = session.syncers(info)
         if not syncers:
             raise KubeloopError("kubeloop.yaml has no sync rules", "add a 'sync:' section")

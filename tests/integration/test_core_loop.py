@@ -42,9 +42,14 @@ def copy_example(name: str, target: Path, namespace: str) -> Path:
     return folder
 
 
+# Attempts (0.1 s apart) for a new Service's first request: kube-proxy programs its
+# rules a moment after the endpoints are ready, and under a loaded CI run that moment has
+# been longer than 5 s. Until then the native cluster refuses the connection.
+NEW_SERVICE_ATTEMPTS = 150
+
+
 async def get_json(url: str, attempts: int = 1) -> dict[str, object]:
-    """GET JSON; with attempts > 1, retry refused connections (kube-proxy programs a new
-    Service's rules shortly after its endpoints are ready)."""
+    """GET JSON; with attempts > 1, retry refused connections (see NEW_SERVICE_ATTEMPTS)."""
     async with httpx.AsyncClient(timeout=5) as client:
         for attempt in range(attempts):
             try:
@@ -74,7 +79,7 @@ async def test_two_services_talk_through_dns_and_redeploy_is_a_no_op(
         url = await service_url(kube, namespace, "consumer")
         averages: dict[str, object] = {}
         for _ in range(50):
-            averages = dict((await get_json(f"{url}/average", 50))["averages"])  # type: ignore[call-overload]
+            averages = dict((await get_json(f"{url}/average", NEW_SERVICE_ATTEMPTS))["averages"])  # type: ignore[call-overload]
             if len(averages) == 3:
                 break
             await asyncio.sleep(0.2)
@@ -97,7 +102,9 @@ async def test_prune_and_delete_touch_only_what_kubeloop_applied(
     session = await open_session(folder / "kubeloop.yaml", cluster=CLUSTER)
     try:
         await session.deploy(quiet=True)
-        reply = await get_json(f"{await service_url(kube, namespace, 'add')}/add/2/40", 50)
+        reply = await get_json(
+            f"{await service_url(kube, namespace, 'add')}/add/2/40", NEW_SERVICE_ATTEMPTS
+        )
         assert reply["sum"] == 42
         cm_path = f"/api/v1/namespaces/{namespace}/configmaps"
         assert await kube.get(f"{cm_path}/extra") is not None
@@ -395,9 +402,7 @@ async def test_init_generates_a_project_that_deploys(
     url = await service_url(kube, namespace, "greeter")
     text = ""
     async with httpx.AsyncClient(timeout=5) as client:
-        # kube-proxy programs a new Service's rules shortly after its endpoints are ready;
-        # under a loaded CI run that has taken more than 5 s.
-        for _ in range(150):
+        for _ in range(NEW_SERVICE_ATTEMPTS):
             try:
                 text = (await client.get(url)).text
             except httpx.HTTPError:

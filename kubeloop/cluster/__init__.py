@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import platform
 import shutil
+from collections.abc import Callable
 
 from kubeloop.cluster.base import (
     ClusterInfo,
@@ -35,6 +36,7 @@ __all__ = [
     "list_records",
     "provider_for",
     "seed_base_image",
+    "wait_services_routed",
 ]
 
 DEFAULT_NAME = "kubeloop"
@@ -140,3 +142,15 @@ async def seed_base_image(image: str, name: str = DEFAULT_NAME, quiet: bool = Fa
         raise KubeloopError(f"cluster '{name}' has no registry to seed",
                             "recreate it with a provider that makes one")  # fmt: skip
     return await seed_image(image, info.registry, quiet=quiet)
+
+
+async def wait_services_routed(info: ClusterInfo, addresses: set[str],
+                               on_wait: Callable[[str], None] = lambda _: None) -> None:  # fmt: skip
+    """Where kubeloop runs the cluster's kube-proxy (native), wait until it routes these
+    Service addresses, so that a deploy that returned can be used at once from the host.
+    Elsewhere, Service addresses are not reachable from the host anyway: no wait."""
+    if info.provider != "native" or not addresses or shutil.which("iptables-save") is None:
+        return
+    from kubeloop.cluster.native.host import wait_services_programmed
+
+    await wait_services_programmed(addresses, on_wait=on_wait)

@@ -2,6 +2,13 @@
 the rollout and explain failures."""
 
 from kubeloop.deploy.apply import DeployResult, delete_project, deploy
-from kubeloop.deploy.rollout import RolloutError, wait_rollout
+from kubeloop.deploy.rollout import RolloutError, has_ready_endpoint, wait_rollout
 
-__all__ = ["DeployResult", "RolloutError", "delete_project", "deploy", "wait_rollout"]
+__all__ = [
+    "DeployResult",
+    "RolloutError",
+    "delete_project",
+    "deploy",
+    "has_ready_endpoint",
+    "wait_rollout",
+]

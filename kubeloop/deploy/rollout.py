@@ -130,9 +130,13 @@ async def _service_has_endpoints(kube: Kube, svc: Obj) -> bool:
                               params={"labelSelector": selector})  # fmt: skip
     if not pods.get("items"):
         return True  # nothing behind it (yet): not ours to wait for
+    return await has_ready_endpoint(kube, ns, name)
+
+
+async def has_ready_endpoint(kube: Kube, namespace: str, service: str) -> bool:
     slices = await kube.request(
-        "GET", f"/apis/discovery.k8s.io/v1/namespaces/{ns}/endpointslices",
-        params={"labelSelector": f"kubernetes.io/service-name={name}"},
+        "GET", f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices",
+        params={"labelSelector": f"kubernetes.io/service-name={service}"},
     )  # fmt: skip
     return any(
         (endpoint.get("conditions") or {}).get("ready")

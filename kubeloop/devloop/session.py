@@ -116,8 +116,35 @@ class Session:
                 started = time.monotonic()
                 await wait_rollout(self.kube, objects, self.config.project.deploy.timeout,
                                    step.detail)  # fmt: skip
+                await self._wait_services_routed(objects, step.detail)
                 timings.rollout = time.monotonic() - started
         return timings
+
+    async def _wait_services_routed(
+        self, objects: list[Obj], on_wait: Callable[[str], None]
+    ) -> None:
+        """On a native cluster, the Services that have ready endpoints are routed from the
+        host when deploy returns (kube-proxy programs them a moment later)."""
+        from kubeloop.cluster import wait_services_routed
+        from kubeloop.deploy import has_ready_endpoint
+
+        if self.cluster.provider != "native":
+            return
+        addresses = set()
+        for obj in objects:
+            if obj.get("kind") != "Service" or obj.get("apiVersion") != "v1":
+                continue
+            namespace = obj["metadata"].get("namespace") or self.namespace
+            name = obj["metadata"]["name"]
+            live = await self.kube.get(f"/api/v1/namespaces/{namespace}/services/{name}")
+            address = ((live or {}).get("spec") or {}).get("clusterIP")
+            if (
+                address
+                and address != "None"
+                and await has_ready_endpoint(self.kube, namespace, name)
+            ):
+                addresses.add(str(address))
+        await wait_services_routed(self.cluster, addresses, on_wait)
 
     async def delete(self) -> list[str]:
         from kubeloop.deploy import delete_project

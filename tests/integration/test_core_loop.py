@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from kubeloop.cluster import ClusterInfo
+from kubeloop.cluster.native.host import programmed_service_addresses
 from kubeloop.deploy import RolloutError
 from kubeloop.devloop import open_session
 from kubeloop.devloop.dev import DevLoop
@@ -102,9 +103,12 @@ async def test_prune_and_delete_touch_only_what_kubeloop_applied(
     session = await open_session(folder / "kubeloop.yaml", cluster=CLUSTER)
     try:
         await session.deploy(quiet=True)
-        reply = await get_json(
-            f"{await service_url(kube, namespace, 'add')}/add/2/40", NEW_SERVICE_ATTEMPTS
-        )
+        # When deploy returns, kube-proxy already routes the new Service from the host:
+        # the very first request is answered, no retry.
+        url = await service_url(kube, namespace, "add")
+        routed = programmed_service_addresses((await run(["iptables-save", "-t", "nat"])).stdout)
+        assert url.removeprefix("http://") in routed
+        reply = await get_json(f"{url}/add/2/40")
         assert reply["sum"] == 42
         cm_path = f"/api/v1/namespaces/{namespace}/configmaps"
         assert await kube.get(f"{cm_path}/extra") is not None

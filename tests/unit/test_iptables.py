@@ -40,3 +40,18 @@ def test_only_our_rules_and_chains_are_removed() -> None:
 
 def test_nothing_to_do_gives_no_script() -> None:
     assert iptables_cleanup_script("*nat\n:PREROUTING ACCEPT [0:0]\nCOMMIT\n", "kubeloop-x") is None
+
+
+def test_programmed_service_addresses_come_from_kube_services_rules() -> None:
+    from kubeloop.cluster.native.host import programmed_service_addresses
+
+    dump = """*nat
+:KUBE-SERVICES - [0:0]
+-A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -m comment --comment "default/kubernetes:https cluster IP" -m tcp --dport 443 -j KUBE-SVC-NPX46M4PTMTKRN6Y
+-A KUBE-SERVICES -d 10.96.0.10/32 -p udp -m comment --comment "kube-system/kube-dns:dns cluster IP" -m udp --dport 53 -j KUBE-SVC-TCOU7JCQXEZGVUNU
+-A KUBE-SERVICES -d 10.96.0.10/32 -p tcp -m comment --comment "kube-system/kube-dns:dns-tcp cluster IP" -m tcp --dport 53 -j KUBE-SVC-ERIFXISQEP7F7OF4
+-A KUBE-SERVICES -m comment --comment "kubernetes service nodeports" -m addrtype --dst-type LOCAL -j KUBE-NODEPORTS
+-A KUBE-SVC-NPX46M4PTMTKRN6Y -d 10.96.7.7/32 -j KUBE-MARK-MASQ
+COMMIT
+"""
+    assert programmed_service_addresses(dump) == {"10.96.0.1", "10.96.0.10"}

@@ -13,6 +13,7 @@ import re
 import shutil
 import signal
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -216,6 +217,33 @@ def check(layout: Layout) -> None:
     problems = preflight(layout) + missing_commands()
     if problems:
         raise PreflightError([(p.what, p.fix) for p in problems])
+
+
+def programmed_service_addresses(nat_rules: str) -> set[str]:
+    """Cluster IPs that kube-proxy's ``KUBE-SERVICES`` chain routes, from
+    ``iptables-save -t nat``: a Service answers from the host once its address is here."""
+    found = set()
+    for line in nat_rules.splitlines():
+        parts = line.split()
+        if parts[:2] == ["-A", "KUBE-SERVICES"] and "-d" in parts:
+            found.add(parts[parts.index("-d") + 1].removesuffix("/32"))
+    return found
+
+
+async def wait_services_programmed(addresses: set[str], timeout: float = 15.0,
+                                   on_wait: Callable[[str], None] = lambda _: None) -> None:  # fmt: skip
+    """Wait until kube-proxy routes every one of ``addresses``: it programs a Service a
+    moment after the endpoints are ready, and a client's first request in that moment is
+    refused. Gives up quietly after ``timeout``: the rollout itself is done."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        dump = await run(["iptables-save", "-t", "nat"], check=False)
+        missing = addresses - programmed_service_addresses(dump.stdout)
+        if not missing or dump.returncode != 0 or loop.time() > deadline:
+            return
+        on_wait(f"kube-proxy: routing {', '.join(sorted(missing))}")
+        await asyncio.sleep(0.05)
 
 
 # --- host changes -----------------------------------------------------------------------

@@ -35,6 +35,7 @@ __all__ = [
     "get_cluster",
     "list_records",
     "provider_for",
+    "routes_services_on_host",
     "seed_base_image",
     "wait_services_routed",
 ]
@@ -144,13 +145,16 @@ async def seed_base_image(image: str, name: str = DEFAULT_NAME, quiet: bool = Fa
     return await seed_image(image, info.registry, quiet=quiet)
 
 
-async def wait_services_routed(info: ClusterInfo, addresses: set[str],
+def routes_services_on_host(info: ClusterInfo) -> bool:
+    """Whether this host routes the cluster's Service addresses: kubeloop runs the
+    native provider's kube-proxy here. Elsewhere they are not reachable from the host."""
+    return info.provider == "native" and shutil.which("iptables-save") is not None
+
+
+async def wait_services_routed(addresses: set[str],
                                on_wait: Callable[[str], None] = lambda _: None) -> None:  # fmt: skip
-    """Where kubeloop runs the cluster's kube-proxy (native), wait until it routes these
-    Service addresses, so that a deploy that returned can be used at once from the host.
-    Elsewhere, Service addresses are not reachable from the host anyway: no wait."""
-    if info.provider != "native" or not addresses or shutil.which("iptables-save") is None:
-        return
+    """On a host that routes Service addresses (see routes_services_on_host), wait until
+    kube-proxy routes these, so that a deploy that returned can be used at once."""
     from kubeloop.cluster.native.host import wait_services_programmed
 
     await wait_services_programmed(addresses, on_wait=on_wait)

@@ -74,5 +74,17 @@ def remove(path: Path, context: str) -> None:
     _write(path, data)
 
 
+def server_of(path: Path, context: str | None = None) -> str | None:
+    """The API server address ``context`` (default: the current one) names, if any."""
+    try:
+        data = _load(path)
+        name = context or data["current-context"]
+        entry = next(c["context"] for c in data["contexts"] if c["name"] == name)
+        return str(next(c["cluster"]["server"] for c in data["clusters"]
+                        if c["name"] == entry["cluster"]))  # fmt: skip
+    except (OSError, KubeloopError, KeyError, TypeError, StopIteration):
+        return None
+
+
 def contexts(path: Path) -> list[str]:
     return [c.get("name", "") for c in _load(path).get("contexts") or []]

@@ -125,10 +125,10 @@ class Session:
     ) -> None:
         """On a native cluster, the Services that have ready endpoints are routed from the
         host when deploy returns (kube-proxy programs them a moment later)."""
-        from kubeloop.cluster import wait_services_routed
+        from kubeloop.cluster import routes_services_on_host, wait_services_routed
         from kubeloop.deploy import has_ready_endpoint
 
-        if self.cluster.provider != "native":
+        if not routes_services_on_host(self.cluster):
             return
         addresses = set()
         for obj in objects:
@@ -144,7 +144,7 @@ class Session:
                 and await has_ready_endpoint(self.kube, namespace, name)
             ):
                 addresses.add(str(address))
-        await wait_services_routed(self.cluster, addresses, on_wait)
+        await wait_services_routed(addresses, on_wait)
 
     async def delete(self) -> list[str]:
         from kubeloop.deploy import delete_project

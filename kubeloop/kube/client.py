@@ -27,22 +27,6 @@ class KubeError(KubeloopError):
         self.status = status
 
 
-def _server_of(kubeconfig: Path | str | None, context: str | None) -> str | None:
-    """The API server address a kubeconfig context names (for error messages)."""
-    import yaml
-
-    if kubeconfig is None:
-        return None
-    try:
-        config: Any = yaml.safe_load(Path(kubeconfig).read_text())
-        context = context or config["current-context"]
-        ctx = next(c["context"] for c in config["contexts"] if c["name"] == context)
-        return str(next(c["cluster"]["server"] for c in config["clusters"]
-                        if c["name"] == ctx["cluster"]))  # fmt: skip
-    except (OSError, KeyError, TypeError, StopIteration, yaml.YAMLError):
-        return None
-
-
 class Kube:
     """One connection to one cluster."""
 
@@ -61,7 +45,9 @@ class Kube:
                 kubeconfig=str(kubeconfig) if kubeconfig else None, context=context
             )
         except httpx.TransportError as exc:  # kr8s asks the server its version at once
-            server = _server_of(kubeconfig, context)
+            from kubeloop.cluster.kubeconfig import server_of
+
+            server = server_of(Path(kubeconfig), context) if kubeconfig else None
             raise KubeError(
                 f"cannot reach the Kubernetes API server{f' at {server}' if server else ''}: "
                 f"{exc or type(exc).__name__}",

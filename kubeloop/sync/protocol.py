@@ -18,6 +18,10 @@ from pathlib import Path
 
 from kubeloop.errors import KubeloopError
 
+# The two entries of a watch's change report that are signals, not paths (agent.go).
+WATCH_RESYNC = "*"  # events were lost: list the whole folder again
+WATCH_ENDED = "!"  # the watch ended (folder replaced, out of watches): re-watch or poll
+
 CHUNK = 1 << 20
 HIGH_WATER = 4 << 20
 
@@ -181,8 +185,7 @@ class AgentStream:
 
     async def watch(self, path: str, on_change: Callable[[set[str]], None]) -> None:
         """Have the agent report changes under ``path``: ``on_change`` gets sets of paths
-        relative to it. Two entries are signals: ``*`` (events were lost: list it all) and
-        ``!`` (the watch ended: the folder was replaced, or the node ran out of watches).
+        relative to it, or the signals WATCH_RESYNC and WATCH_ENDED.
         Asking again for the same folder re-targets the agent's existing watch."""
         await self._result(await self._send("N", path, later=on_change), f"watch {path}")
 

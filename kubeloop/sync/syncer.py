@@ -19,11 +19,16 @@ from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube
 from kubeloop.sync.attach import ensure_agent, ensure_agent_image, open_stream
 from kubeloop.sync.local import Ignore, LocalEntry, entry_of, scan, walk
-from kubeloop.sync.protocol import AgentError, AgentStream, RemoteEntry
+from kubeloop.sync.protocol import (
+    WATCH_ENDED,
+    WATCH_RESYNC,
+    AgentError,
+    AgentStream,
+    RemoteEntry,
+)
 
 Obj = dict[str, Any]
 SIGHUP, SIGTERM = 1, 15
-WATCH_ENDED = "!"  # the agent's signal that a watch ended (see AgentStream.watch)
 SMALL_FILE = 1 << 20  # read, hash and send in one go; larger files are streamed
 Future = asyncio.Future[tuple[str, bytes]]
 
@@ -252,7 +257,7 @@ class Syncer:
         saved beside it as NAME.remote-conflict and the conflict is reported.
 
         ``changed`` names, per rule, the paths the agent saw change; only those are
-        looked at. Without it, or with ``"*"`` for a rule, the whole folder is listed."""
+        looked at. Without it, or with WATCH_RESYNC for a rule, the whole folder is listed."""
         source = self._source()
         if source is None:
             return []
@@ -261,7 +266,7 @@ class Syncer:
             scope = None if changed is None else changed.get(index)
             if not rule.two_way or (changed is not None and not scope):
                 continue
-            if scope is not None and "*" in scope:
+            if scope is not None and WATCH_RESYNC in scope:
                 scope = None
             if scope is None:
                 remote = await source.stream.listing(rule.remote)
@@ -412,7 +417,8 @@ class Syncer:
                 except Exception as exc:  # two-way sync must not die silently
                     if not isinstance(exc, KubeloopError):
                         self.on_event(f"sync: bringing changes back failed: {exc!r}")
-                    # A live source stream keeps its watch; the next look is a full one.
+                    # A live source stream keeps its watch: watching again would only
+                    # re-target the agent's existing one.
                     watch = watch if watch is not None and watch.stream.alive else None
                     await asyncio.sleep(pull_interval)
 

@@ -64,6 +64,15 @@ async def get_json(url: str, attempts: int = 1) -> dict[str, object]:
     return dict(reply.json())
 
 
+async def deploy_project(config: Path) -> None:
+    """Deploy a project once, as `kubeloop deploy` does."""
+    session = await open_session(config, cluster=CLUSTER)
+    try:
+        await session.deploy(quiet=True)
+    finally:
+        await session.close()
+
+
 async def service_url(kube: Kube, namespace: str, name: str) -> str:
     svc = await kube.get(f"/api/v1/namespaces/{namespace}/services/{name}")
     assert svc is not None
@@ -343,11 +352,7 @@ async def test_kustomize_overlays_render_and_deploy(
     (tmp_path / "kubeloop.yaml").write_text(
         f"name: kz\nnamespace: {namespace}\nmanifests: {{kustomize: [overlays/dev]}}\n"
     )
-    session = await open_session(tmp_path / "kubeloop.yaml", cluster=CLUSTER)
-    try:
-        await session.deploy(quiet=True)
-    finally:
-        await session.close()
+    await deploy_project(tmp_path / "kubeloop.yaml")
     found = await kube.get(f"/api/v1/namespaces/{namespace}/configmaps/dev-settings")
     assert found is not None and found["data"] == {"level": "dev"}
 
@@ -398,11 +403,7 @@ async def test_init_generates_a_project_that_deploys(
     config.write_text(
         config.read_text().replace("name: greeter", f"name: greeter\nnamespace: {namespace}")
     )
-    session = await open_session(config, cluster=CLUSTER)
-    try:
-        await session.deploy(quiet=True)
-    finally:
-        await session.close()
+    await deploy_project(config)
     url = await service_url(kube, namespace, "greeter")
     text = ""
     async with httpx.AsyncClient(timeout=5) as client:
@@ -496,10 +497,6 @@ async def test_helm_charts_render_and_deploy(
         "      release: demo\n      valuesFiles: [values-dev.yaml]\n"
     )
     monkeypatch.setenv("PATH", f"{helm.parent}:{os.environ['PATH']}")
-    session = await open_session(tmp_path / "kubeloop.yaml", cluster=CLUSTER)
-    try:
-        await session.deploy(quiet=True)
-    finally:
-        await session.close()
+    await deploy_project(tmp_path / "kubeloop.yaml")
     found = await kube.get(f"/api/v1/namespaces/{namespace}/configmaps/demo-settings")
     assert found is not None and found["data"] == {"level": "from-values-file"}

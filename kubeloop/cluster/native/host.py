@@ -235,6 +235,8 @@ async def wait_services_programmed(addresses: set[str], timeout: float = 15.0,
     """Wait until kube-proxy routes every one of ``addresses``: it programs a Service a
     moment after the endpoints are ready, and a client's first request in that moment is
     refused. Gives up quietly after ``timeout``: the rollout itself is done."""
+    if not addresses:
+        return
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:

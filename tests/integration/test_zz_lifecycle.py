@@ -3,6 +3,7 @@ recreates the session's cluster)."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -47,18 +48,34 @@ async def test_create_recovers_after_components_crash(kube: Kube, namespace: str
 
 async def test_delete_leaves_nothing_and_create_comes_back(cluster: ClusterInfo) -> None:
     layout = Layout.for_cluster(CLUSTER)
-    started = time.monotonic()
-    await delete_cluster(CLUSTER, quiet=True)
-    delete_seconds = time.monotonic() - started
+    changes = json.loads((layout.state_root / "host-changes.json").read_text())
+    # Another tool's KUBE-* chain (k3s' kube-router makes these) and its jump: not ours.
+    foreign = ["iptables", "-A", "INPUT", "-j", "KUBE-ROUTER-INPUT"]
+    await run(["iptables", "-N", "KUBE-ROUTER-INPUT"])
+    await run(foreign)
+    try:
+        started = time.monotonic()
+        await delete_cluster(CLUSTER, quiet=True)
+        delete_seconds = time.monotonic() - started
 
-    assert host.leftovers(layout) == []
-    rules = (await run(["iptables-save"])).stdout
-    assert ":KUBE-" not in rules and "KUBELOOP-" not in rules
-    assert f'\\"{layout.cni_network}\\"' not in rules
-    assert not Path("/sys/class/net/kubeloop0").exists()
-    assert f"kubeloop-{CLUSTER}" not in default_kubeconfig().read_text()
-    assert not host.processes_mentioning(str(layout.state_root), str(layout.run_root))
-    assert delete_seconds < 30
+        assert host.leftovers(layout) == []
+        for save in ("iptables-save", "ip6tables-save"):
+            rules = (await run([save])).stdout
+            assert "KUBELOOP-" not in rules and host.kube_component_chains(rules) == []
+            assert f'\\"{layout.cni_network}\\"' not in rules
+        assert "-A INPUT -j KUBE-ROUTER-INPUT" in (await run(["iptables", "-S", "INPUT"])).stdout
+        # Every host setting is back as it was before the cluster (the kubelet's too).
+        for key, original in changes.items():
+            if key.startswith("sysctl:"):
+                current = Path("/proc/sys", key.removeprefix("sysctl:")).read_text().strip()
+                assert current == original, key
+        assert not Path("/sys/class/net/kubeloop0").exists()
+        assert f"kubeloop-{CLUSTER}" not in default_kubeconfig().read_text()
+        assert not host.processes_mentioning(str(layout.state_root), str(layout.run_root))
+        assert delete_seconds < 30
+    finally:
+        await run(["iptables", "-D", *foreign[2:]], check=False)
+        await run(["iptables", "-X", "KUBE-ROUTER-INPUT"], check=False)
 
     again = await create_cluster(CLUSTER, provider="native", quiet=True)
     assert (await cluster_status(CLUSTER)).healthy

@@ -41,11 +41,7 @@ def daemons(layout: Layout, bins: Mapping[str, Path]) -> dict[str, Daemon]:
             str(bins["etcd"]),
             "--name", layout.node_name,
             "--data-dir", str(layout.etcd_data),
-            "--listen-client-urls", f"http://127.0.0.1:{p.etcd_client}",
-            "--advertise-client-urls", f"http://127.0.0.1:{p.etcd_client}",
-            "--listen-peer-urls", f"http://127.0.0.1:{p.etcd_peer}",
-            "--initial-advertise-peer-urls", f"http://127.0.0.1:{p.etcd_peer}",
-            "--initial-cluster", f"{layout.node_name}=http://127.0.0.1:{p.etcd_peer}",
+            *_etcd_tls_flags(layout),
             "--log-level", "warn",
             "--quota-backend-bytes", str(4 << 30),
         ]),
@@ -53,7 +49,13 @@ def daemons(layout: Layout, bins: Mapping[str, Path]) -> dict[str, Daemon]:
                               [containerd, "--config", str(cfg / "containerd.toml")]),
         "kube-apiserver": _daemon(layout, "kube-apiserver", [
             str(bins["kube-apiserver"]),
-            f"--etcd-servers=http://127.0.0.1:{p.etcd_client}",
+            f"--etcd-servers=https://127.0.0.1:{p.etcd_client}",
+            f"--etcd-cafile={pki / 'ca.crt'}",
+            f"--etcd-certfile={pki / 'apiserver-etcd-client.crt'}",
+            f"--etcd-keyfile={pki / 'apiserver-etcd-client.key'}",
+            # Every client of ours presents a certificate; an anonymous request is refused
+            # (401) instead of reaching whatever RBAC grants system:anonymous.
+            "--anonymous-auth=false",
             "--bind-address=0.0.0.0",
             f"--secure-port={p.apiserver}",
             f"--advertise-address={NODE_IP}",
@@ -108,6 +110,26 @@ def daemons(layout: Layout, bins: Mapping[str, Path]) -> dict[str, Daemon]:
     }  # fmt: skip
 
 
+def _etcd_tls_flags(layout: Layout) -> list[str]:
+    """etcd on loopback, over TLS for clients and the peer port alike, and only for
+    callers with a certificate of the cluster's CA: any local user could otherwise read
+    the cluster's secrets or rewrite its state over plain HTTP."""
+    pki, p = layout.pki, layout.ports
+    server = [pki / "etcd-server.crt", pki / "etcd-server.key", pki / "ca.crt"]
+    client_url, peer_url = f"https://127.0.0.1:{p.etcd_client}", f"https://127.0.0.1:{p.etcd_peer}"
+    return [
+        "--listen-client-urls", client_url,
+        "--advertise-client-urls", client_url,
+        "--listen-peer-urls", peer_url,
+        "--initial-advertise-peer-urls", peer_url,
+        "--initial-cluster", f"{layout.node_name}={peer_url}",
+        "--cert-file", str(server[0]), "--key-file", str(server[1]),
+        "--trusted-ca-file", str(server[2]), "--client-cert-auth",
+        "--peer-cert-file", str(server[0]), "--peer-key-file", str(server[1]),
+        "--peer-trusted-ca-file", str(server[2]), "--peer-client-cert-auth",
+    ]  # fmt: skip
+
+
 def _secured_controller_flags(layout: Layout, name: str, port: int) -> list[str]:
     """Flags the controller manager and the scheduler share: their kubeconfig for
     everything, a loopback-only serving port with our certificate, no leader election."""
@@ -130,7 +152,8 @@ def health_checks(layout: Layout) -> dict[str, Health]:
     p = layout.ports
     return {
         "registry": Health(f"http://127.0.0.1:{p.registry}/v2/"),
-        "etcd": Health(f"http://127.0.0.1:{p.etcd_client}/health"),
+        "etcd": Health(f"https://127.0.0.1:{p.etcd_client}/health",
+                       client_cert="apiserver-etcd-client", verify=True),
         "kube-apiserver": Health(f"https://127.0.0.1:{p.apiserver}/readyz", client_cert="admin",
                                  verify=True),
         "kube-controller-manager": Health(f"https://127.0.0.1:{p.controller_manager}/healthz"),
@@ -196,3 +219,24 @@ async def wait_healthy(layout: Layout, daemon: Daemon, timeout: float = 60.0) ->
                 f"{daemon.name} did not become healthy within {timeout:.0f}s; see {daemon.log_file}",
             )
         await asyncio.sleep(0.1)
+
+
+async def secure_etcd_peer_url(layout: Layout) -> None:
+    """etcd keeps its member's peer address in its data, so one an older kubeloop made
+    still lists a plain-HTTP peer URL after the switch to TLS: correct the record (the
+    listener itself already follows the flags)."""
+    p = layout.ports
+    base = f"https://127.0.0.1:{p.etcd_client}/v3/cluster/member"
+    health = Health(base, client_cert="apiserver-etcd-client", verify=True)
+    try:
+        async with httpx.AsyncClient(verify=_ssl_context(layout, health), timeout=5.0) as client:
+            members = (await client.post(f"{base}/list", json={})).json().get("members", [])
+            for member in members:
+                if any(url.startswith("http://") for url in member.get("peerURLs", [])):
+                    update = {"ID": member["ID"], "peerURLs": [f"https://127.0.0.1:{p.etcd_peer}"]}
+                    (await client.post(f"{base}/update", json=update)).raise_for_status()
+    except (httpx.HTTPError, OSError, ValueError, KeyError) as exc:
+        raise KubeloopError(
+            f"could not update etcd's peer address to TLS: {exc}",
+            f"see {layout.logs / 'etcd.log'}; then run 'kubeloop cluster create' again",
+        ) from exc

@@ -66,8 +66,12 @@ def write_kubeconfigs(layout: Layout) -> None:
         "kube-proxy": "kube-proxy",
         "coredns": "coredns",
     }
+    context = f"kubeloop-{layout.name}"
     for name, cert in users.items():
-        config = kubeconfig(layout, name, cert, context=f"kubeloop-{layout.name}")
+        # The admin kubeconfig is merged into the user's own: every name in it is
+        # kubeloop's, so it never replaces a user's "admin" entry.
+        user = context if name == "admin" else name
+        config = kubeconfig(layout, user, cert, context=context)
         _write(layout.config / f"{name}.kubeconfig", yaml.safe_dump(config), 0o600)
 
 
@@ -273,9 +277,22 @@ def write_proxy_config(layout: Layout) -> Path:
         "bindAddress": "0.0.0.0",
         "healthzBindAddress": f"127.0.0.1:{layout.ports.proxy_healthz}",
         "metricsBindAddress": f"127.0.0.1:{layout.ports.proxy_metrics}",
-        # Leave the host's conntrack table size alone: many hosts forbid changing it.
-        "conntrack": {"maxPerCore": 0, "min": 0},
-        "iptables": {"masqueradeAll": False, "syncPeriod": "10s", "minSyncPeriod": "0s"},
+        # Leave the host's conntrack settings alone (many hosts forbid changing the table
+        # size, and delete could not tell the timeouts' old values): 0 means "as is".
+        "conntrack": {
+            "maxPerCore": 0,
+            "min": 0,
+            "tcpEstablishedTimeout": "0s",
+            "tcpCloseWaitTimeout": "0s",
+        },
+        # No NodePorts on 127.0.0.1: they need route_localnet=1 on every interface, a host
+        # change that lets martian packets to loopback through.
+        "iptables": {
+            "masqueradeAll": False,
+            "syncPeriod": "10s",
+            "minSyncPeriod": "0s",
+            "localhostNodePorts": False,
+        },
     }
     return _write(layout.config / "kube-proxy.yaml", yaml.safe_dump(config))
 

@@ -8,6 +8,7 @@ start time, so a recycled pid is never mistaken for our process.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import signal
 import subprocess
@@ -44,11 +45,39 @@ def _start_time(pid: int) -> str | None:
     return stat.rsplit(")", 1)[1].split()[19]
 
 
+def fingerprint(daemon: Daemon) -> str:
+    """A hash of the command line and of the small files it names (configs, certs,
+    kubeconfigs; the binary by path only)."""
+    digest = hashlib.sha256("\0".join(daemon.argv).encode())
+    for arg in daemon.argv[1:]:
+        path = Path(arg.split("=", 1)[-1])
+        try:
+            if path.is_absolute() and path.is_file() and path.stat().st_size < 1 << 20:
+                digest.update(path.read_bytes())
+        except OSError:
+            continue
+    return digest.hexdigest()[:16]
+
+
+def _pid_record(daemon: Daemon) -> list[str]:
+    try:
+        return daemon.pid_file.read_text().split()
+    except OSError:
+        return []
+
+
+def started_with(daemon: Daemon) -> str | None:
+    """The fingerprint the running process was started with (None: an older kubeloop
+    started it, which recorded none)."""
+    record = _pid_record(daemon)
+    return record[2] if len(record) > 2 else None
+
+
 def running_pid(daemon: Daemon) -> int | None:
     try:
-        pid_text, started = daemon.pid_file.read_text().split()
+        pid_text, started = _pid_record(daemon)[:2]
         pid = int(pid_text)
-    except (OSError, ValueError):
+    except ValueError:
         return None
     if _start_time(pid) != started:
         return None
@@ -82,7 +111,7 @@ def start(daemon: Daemon) -> int:
         except OSError as exc:
             raise KubeloopError(f"cannot start {daemon.name}: {exc}") from exc
     started = _start_time(process.pid) or "0"
-    daemon.pid_file.write_text(f"{process.pid} {started}\n")
+    daemon.pid_file.write_text(f"{process.pid} {started} {fingerprint(daemon)}\n")
     return process.pid
 
 

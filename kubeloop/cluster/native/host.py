@@ -40,7 +40,18 @@ SYSCTLS = {
     "net/bridge/bridge-nf-call-iptables": "1",
     "net/bridge/bridge-nf-call-ip6tables": "1",
 }
+# Kernel settings the kubelet changes on start (setupKernelTunables): recorded before it
+# runs, so that delete puts back what the host had.
+KUBELET_SYSCTLS = (
+    "vm/overcommit_memory",
+    "vm/panic_on_oom",
+    "kernel/panic",
+    "kernel/panic_on_oops",
+    "kernel/keys/root_maxkeys",
+    "kernel/keys/root_maxbytes",
+)
 CGROUP_ROOT = Path("/sys/fs/cgroup")
+SYS_ROOT = Path("/sys")
 
 
 @dataclass(frozen=True)
@@ -283,8 +294,16 @@ def _root_propagation() -> str:
 async def prepare(layout: Layout) -> None:
     """Make the host ready; every change is recorded before it is made."""
     layout.state_root.mkdir(parents=True, exist_ok=True)
+    # Past the preflight, which refuses another Kubernetes' chains: from here on the
+    # kubelet's and kube-proxy's chains are this cluster's, and delete removes them.
+    _record(layout, KUBE_CHAINS_KEY, "absent")
     if not Path("/proc/sys/net/bridge").exists():
+        _record(layout, BR_NETFILTER_KEY, "absent")
         await run(["modprobe", "br_netfilter"], check=False)
+    for key in KUBELET_SYSCTLS:
+        path = Path("/proc/sys") / key
+        if path.exists():
+            _record(layout, f"sysctl:{key}", path.read_text().strip())
     for key, value in SYSCTLS.items():
         path = Path("/proc/sys") / key
         if not path.exists():
@@ -300,7 +319,7 @@ async def prepare(layout: Layout) -> None:
         _record(layout, "root-propagation", _root_propagation())
         await run(["mount", "--make-rshared", "/"])
     await _ensure_bridge()
-    await _ensure_forward_rules()
+    await _ensure_forward_rules(layout)
     _ensure_cgroup_parent(layout)
 
 
@@ -308,18 +327,38 @@ FORWARD_CHAIN = "KUBELOOP-FORWARD"
 OUTPUT_CHAIN = "KUBELOOP-OUTPUT"
 
 
-async def _ensure_chain(chain: str, rules: list[list[str]], parent: str, insert: bool) -> None:
-    """Create ``chain`` holding ``rules`` in that order and jump to it from ``parent``;
-    idempotent, and it repairs a chain made by an older kubeloop."""
+async def _ensure_chain(chain: str, rules: list[list[str]], parent: str) -> None:
+    """Create ``chain`` holding ``rules`` in that order and jump to it from the top of
+    ``parent``; idempotent, and it repairs a chain or jump made by an older kubeloop."""
     if (await run(["iptables", "-t", "filter", "-S", chain], check=False)).returncode:
         await run(["iptables", "-t", "filter", "-N", chain])
     for position, rule in enumerate(rules, start=1):
         if (await run(["iptables", "-C", chain, *rule], check=False)).returncode == 0:
             continue
         await run(["iptables", "-I", chain, str(position), *rule])
-    jump = [parent, "-j", chain]
-    if (await run(["iptables", "-C", *jump], check=False)).returncode:
-        await run(["iptables", "-I" if insert else "-A", *jump])
+    listing = (await run(["iptables", "-t", "filter", "-S", parent])).stdout
+    if jump_is_placed(listing, parent, chain):
+        return
+    # Absent, or after a rule that may accept first (older kubeloops appended to OUTPUT,
+    # and a host firewall's "accept loopback" would then skip the registry guard).
+    while (await run(["iptables", "-D", parent, "-j", chain], check=False)).returncode == 0:
+        pass
+    await run(["iptables", "-I", parent, "1", "-j", chain])
+
+
+def jump_is_placed(listing: str, parent: str, chain: str) -> bool:
+    """Whether ``parent`` (an ``iptables -S`` listing) jumps to ``chain`` before any rule
+    but the Kubernetes components' own jumps, which accept nothing themselves."""
+    for line in listing.splitlines():
+        parts = line.split()
+        if parts[:2] != ["-A", parent]:
+            continue
+        target = next((parts[i + 1] for i, p in enumerate(parts[:-1]) if p in ("-j", "-g")), "")
+        if target == chain:
+            return True
+        if not target.startswith("KUBE-"):
+            return False
+    return False
 
 
 def _unprogrammed_service_rules() -> list[list[str]]:
@@ -334,14 +373,25 @@ def _unprogrammed_service_rules() -> list[list[str]]:
     ]
 
 
-async def _ensure_forward_rules() -> None:
+def registry_guard_rule(port: int) -> list[str]:
+    """The rule keeping every user but root off the registry: it is the docker.io mirror
+    pods pull from, so whoever pushes to it chooses what pods run. containerd, dockerd,
+    buildah and kubeloop's own pushes run as root; the registry listens on loopback only."""
+    return ["-d", "127.0.0.1/32", "-p", "tcp", "--dport", str(port),
+            "-m", "owner", "!", "--uid-owner", "0",
+            "-j", "REJECT", "--reject-with", "tcp-reset"]  # fmt: skip
+
+
+async def _ensure_forward_rules(layout: Layout) -> None:
     """Accept pod traffic in FORWARD (bridged packets pass iptables through br_netfilter,
-    and a Docker engine sets the FORWARD policy to DROP), and keep traffic for
-    unprogrammed Service addresses, from pods or from the host, on this machine."""
+    and a Docker engine sets the FORWARD policy to DROP), keep traffic for unprogrammed
+    Service addresses, from pods or from the host, on this machine, and keep non-root
+    users off the registry."""
     refuse = _unprogrammed_service_rules()
     accept = [[direction, POD_CIDR, "-j", "ACCEPT"] for direction in ("-s", "-d")]
-    await _ensure_chain(FORWARD_CHAIN, refuse + accept, "FORWARD", insert=True)
-    await _ensure_chain(OUTPUT_CHAIN, refuse, "OUTPUT", insert=False)
+    await _ensure_chain(FORWARD_CHAIN, refuse + accept, "FORWARD")
+    guard = registry_guard_rule(layout.ports.registry)
+    await _ensure_chain(OUTPUT_CHAIN, [guard, *refuse], "OUTPUT")
 
 
 async def _ensure_bridge() -> None:
@@ -371,18 +421,93 @@ def _ensure_cgroup_parent(layout: Layout) -> None:
 
 
 async def restore(layout: Layout) -> None:
-    """Put back every recorded host setting."""
-    for key, original in _load_changes(layout).items():
+    """Put back every recorded host setting (the module last: its settings go with it)."""
+    changes = _load_changes(layout)
+    for key, original in changes.items():
         if key.startswith("sysctl:"):
             path = Path("/proc/sys") / key.removeprefix("sysctl:")
             try:
-                path.write_text(original)
+                if path.exists() and path.read_text().strip() != original:
+                    path.write_text(original)
             except OSError as exc:
                 ui.warn(f"could not restore {key} to {original}: {exc}")
         elif key == "kmsg-link" and Path("/dev/kmsg").is_symlink():
             Path("/dev/kmsg").unlink()
         elif key == "root-propagation" and original == "private":
             await run(["mount", "--make-rprivate", "/"], check=False)
+    if BR_NETFILTER_KEY in changes:
+        user = br_netfilter_user(SYS_ROOT)
+        if user is None:
+            await run(["modprobe", "-r", "br_netfilter"], check=False)
+        elif user != "not loaded":
+            ui.info(f"br_netfilter stays loaded: {user} uses it")
+
+
+def br_netfilter_user(sys_root: Path) -> str | None:
+    """What keeps the br_netfilter module we loaded from being unloaded, or None when
+    nothing does: another module holding it, or another bridge (a Docker engine's relies
+    on it without holding it)."""
+    module = sys_root / "module" / "br_netfilter"
+    if not (module / "refcnt").exists():
+        return "not loaded"  # gone already, or built into the kernel
+    holders = sorted(p.name for p in (module / "holders").glob("*"))
+    if holders or (module / "refcnt").read_text().strip() != "0":
+        return f"module {', '.join(holders) or '(unnamed)'}"
+    bridges = sorted(p.parent.name for p in (sys_root / "class" / "net").glob("*/bridge"))
+    others = [b for b in bridges if b != BRIDGE]
+    return f"bridge {', '.join(others)}" if others else None
+
+
+# --- ownership of the Kubernetes chains -------------------------------------------------
+
+KUBE_CHAINS_KEY = "iptables:kube-chains"
+BR_NETFILTER_KEY = "module:br_netfilter"
+# The chains the kubelet and kube-proxy (iptables mode) make. Another Kubernetes on the
+# host makes the same ones, which is why create refuses to share them; other KUBE-*
+# chains (kube-router's KUBE-ROUTER-*, KUBE-POD-FW-*...) are never ours.
+KUBE_FIXED_CHAINS = frozenset({
+    "KUBE-SERVICES", "KUBE-NODEPORTS", "KUBE-POSTROUTING", "KUBE-MARK-MASQ",
+    "KUBE-MARK-DROP", "KUBE-FORWARD", "KUBE-EXTERNAL-SERVICES", "KUBE-PROXY-FIREWALL",
+    "KUBE-FIREWALL", "KUBE-PROXY-CANARY", "KUBE-KUBELET-CANARY", "KUBE-IPTABLES-HINT",
+    "KUBE-LOAD-BALANCER",
+})  # fmt: skip
+_KUBE_HASHED_CHAIN = re.compile(r"KUBE-(SVC|SVL|SEP|EXT|FW|XLB)-[A-Z0-9]{16}")
+
+
+def is_kube_component_chain(chain: str) -> bool:
+    return chain in KUBE_FIXED_CHAINS or _KUBE_HASHED_CHAIN.fullmatch(chain) is not None
+
+
+def owns_kube_chains(layout: Layout) -> bool:
+    """Whether this cluster's kubelet and kube-proxy made the host's KUBE-* chains: the
+    record says so, or a cluster made by a kubeloop older than the record exists."""
+    return KUBE_CHAINS_KEY in _load_changes(layout) or layout.marker.exists()
+
+
+def kube_component_chains(save_output: str) -> list[str]:
+    """The kubelet's and kube-proxy's chains in an ``iptables-save`` dump."""
+    found = {line[1:].split()[0] for line in save_output.splitlines() if line.startswith(":")}
+    return sorted(c for c in found if is_kube_component_chain(c))
+
+
+async def foreign_kube_chains(layout: Layout) -> list[Problem]:
+    """Refuse a host where another Kubernetes' kubelet or kube-proxy made chains: ours
+    would rewrite them, and delete could not tell them apart."""
+    if owns_kube_chains(layout):
+        return []
+    found: list[str] = []
+    for save in ("iptables-save", "ip6tables-save"):
+        if shutil.which(save):
+            found += kube_component_chains((await run([save], check=False)).stdout)
+    if not found:
+        return []
+    names = ", ".join(sorted(set(found))[:4])
+    return [Problem(
+        f"iptables already holds another Kubernetes' chains ({names}); the native cluster's "
+        "kubelet and kube-proxy would take them over",
+        "stop that Kubernetes and remove its rules (k3s: k3s-killall.sh; see them with "
+        "iptables-save | grep KUBE-), or use it: kubeloop cluster create --provider existing",
+    )]  # fmt: skip
 
 
 # --- sweep ------------------------------------------------------------------------------
@@ -481,10 +606,11 @@ async def remove_network(layout: Layout) -> None:
 _COMMENT = re.compile(r'--comment "?([^"]*(?:\\"[^"]*)*)"?')
 
 
-def iptables_cleanup_script(save_output: str, network: str) -> str | None:
+def iptables_cleanup_script(save_output: str, network: str, kube_chains: bool) -> str | None:
     """An ``iptables-restore --noflush`` script removing the cluster's rules and chains.
 
-    Ours: every ``KUBE-*`` chain (kubelet and kube-proxy), ``KUBELOOP-*``, chains that rules tagged with
+    Ours: ``KUBELOOP-*``; when ``kube_chains`` (this cluster made them), the chains of the
+    kubelet and kube-proxy (never other ``KUBE-*`` chains); chains that rules tagged with
     our CNI network's name jump to, and portmap's shared ``CNI-HOSTPORT-*`` chains once
     they hold nothing else. Rules of other tools are left untouched.
     """
@@ -502,7 +628,10 @@ def iptables_cleanup_script(save_output: str, network: str) -> str | None:
         elif line.startswith("-A ") and table:
             chains.setdefault(line.split()[1], []).append(line)
     for table_name, table_chains in order:
-        ours = {c for c in table_chains if c.startswith(("KUBE-", "KUBELOOP-"))}
+        ours = {
+            c for c in table_chains
+            if c.startswith("KUBELOOP-") or (kube_chains and is_kube_component_chain(c))
+        }  # fmt: skip
         tagged = f'name: \\"{network}\\"'
         for rules in table_chains.values():
             for rule in rules:
@@ -537,12 +666,13 @@ def _jumps_to_ours(rule: str, ours: set[str]) -> bool:
 
 
 async def remove_iptables(layout: Layout) -> None:
+    kube_chains = owns_kube_chains(layout)
     for save, restore_cmd in (("iptables-save", "iptables-restore"),
                               ("ip6tables-save", "ip6tables-restore")):  # fmt: skip
         if shutil.which(save) is None:
             continue
         dump = await run([save], check=False)
-        script = iptables_cleanup_script(dump.stdout, layout.cni_network)
+        script = iptables_cleanup_script(dump.stdout, layout.cni_network, kube_chains)
         if script:
             result = await run([restore_cmd, "--noflush"], input=script.encode(), check=False)
             if result.returncode != 0:

@@ -123,6 +123,11 @@ class Layout:
         return f"kubeloop-{self.name}"
 
     @property
+    def config_stamp(self) -> Path:
+        """The configuration version the running cluster was set up with."""
+        return self.state_root / "config-version"
+
+    @property
     def marker(self) -> Path:
         """Written once the cluster was fully created; its absence means 'half made'."""
         return self.state_root / "created"

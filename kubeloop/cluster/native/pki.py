@@ -51,6 +51,17 @@ def cert_specs(layout: Layout) -> list[CertSpec]:
             ips=("127.0.0.1", KUBERNETES_SERVICE_IP, NODE_IP),
         ),
         CertSpec("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"),
+        # etcd serves clients and its (only) peer over TLS and asks both for a certificate
+        # of this CA: without one, nobody on the host reads or writes the cluster's state.
+        CertSpec(
+            "etcd-server",
+            "kubeloop-etcd",
+            server=True,
+            client=True,  # a peer connection authenticates with the same pair
+            dns_names=("localhost",),
+            ips=("127.0.0.1",),
+        ),
+        CertSpec("apiserver-etcd-client", "kube-apiserver-etcd-client"),
         CertSpec("admin", "kubeloop-admin", "system:masters"),
         CertSpec("controller-manager", "system:kube-controller-manager"),
         CertSpec("scheduler", "system:kube-scheduler"),

@@ -16,13 +16,32 @@ from kubeloop.cluster import kubeconfig as user_kubeconfig
 from kubeloop.cluster.base import ClusterInfo, ClusterStatus, ComponentStatus, list_records
 from kubeloop.cluster.native import bootstrap, configs, host, pki
 from kubeloop.cluster.native.binaries import ensure_binaries
-from kubeloop.cluster.native.components import daemons, healthy, wait_healthy
-from kubeloop.cluster.native.daemons import Daemon, running_pid, start, stop
+from kubeloop.cluster.native.components import (
+    daemons,
+    healthy,
+    secure_etcd_peer_url,
+    wait_healthy,
+)
+from kubeloop.cluster.native.daemons import (
+    Daemon,
+    fingerprint,
+    running_pid,
+    start,
+    started_with,
+    stop,
+)
 from kubeloop.cluster.native.layout import PAUSE_IMAGE, Layout
 from kubeloop.errors import KubeloopError, PreflightError
 from kubeloop.images.registry import ImageConfig, manifest_exists, push_files
 from kubeloop.kube import Kube
 from kubeloop.paths import cache_dir, default_kubeconfig
+
+# Bump whenever a component's flags or configuration or the host set-up change: create
+# on a healthy cluster of an older version then rewrites the configuration and restarts
+# the components whose command line or configuration files changed (an upgrade in place).
+# 2: etcd on TLS with client certificates, no anonymous API requests, the registry for
+#    root only, kubeloop-<name> kubeconfig names, recorded host changes and chain owner.
+CONFIG_VERSION = "2"
 
 # Start order; a stage starts once every component of the previous stage is healthy.
 STAGES: tuple[tuple[str, ...], ...] = (
@@ -53,7 +72,8 @@ class NativeProvider:
         if basics:
             raise PreflightError([(p.what, p.fix) for p in basics])
         self._refuse_second_cluster(layout)
-        if layout.marker.exists() and await self._all_healthy(layout):
+        if (layout.marker.exists() and _config_current(layout)
+                and await self._all_healthy(layout)):  # fmt: skip
             return self.info(layout)
         fresh = not layout.marker.exists()
         started = time.monotonic()
@@ -91,6 +111,7 @@ class NativeProvider:
             all_daemons = daemons(layout, _placeholder_bins())
             running = {n for n, d in all_daemons.items() if running_pid(d) is not None}
             problems = _preflight_ignoring_ours(layout, running)
+            problems += await host.foreign_kube_chains(layout)
             if problems:
                 raise PreflightError([(p.what, p.fix) for p in problems])
         bins = await ensure_binaries(quiet=quiet)
@@ -102,9 +123,11 @@ class NativeProvider:
         for stage in STAGES:
             with ui.step(f"starting {', '.join(stage)}", quiet):
                 for name in stage:
+                    await _restart_if_changed(specs[name])
                     start(specs[name])
                 await asyncio.gather(*(wait_healthy(layout, specs[n], 90) for n in stage))
             if stage[0] == "registry":
+                await secure_etcd_peer_url(layout)
                 await _push_pause_image(bins["pause"], quiet)
             if stage[0] == "kube-apiserver":
                 kube = await Kube.connect(layout.admin_kubeconfig)
@@ -127,6 +150,7 @@ class NativeProvider:
                 await kube.close()
         self._install_kubeconfig(layout)
         layout.marker.write_text(time.strftime("%Y-%m-%dT%H:%M:%S"))
+        layout.config_stamp.write_text(CONFIG_VERSION)
 
     async def _undo_failed_create(self, layout: Layout, quiet: bool) -> None:
         """Keep the logs somewhere the user can read them, then remove everything."""
@@ -140,6 +164,17 @@ class NativeProvider:
     def _install_kubeconfig(self, layout: Layout) -> None:
         config = yaml.safe_load(layout.admin_kubeconfig.read_text())
         user_kubeconfig.merge(default_kubeconfig(), config, switch=True)
+        _forget_old_admin_user(config)
+
+    def _uninstall_kubeconfig(self, layout: Layout) -> None:
+        """Remove exactly the entries kubeloop added (all named kubeloop-<name>), and an
+        older kubeloop's "admin" user if it holds this cluster's credentials."""
+        user_kubeconfig.remove(default_kubeconfig(), f"kubeloop-{layout.name}")
+        try:
+            config = yaml.safe_load(layout.admin_kubeconfig.read_text())
+        except OSError:
+            return
+        _forget_old_admin_user(config)
 
     def info(self, layout: Layout) -> ClusterInfo:
         return ClusterInfo(
@@ -177,9 +212,9 @@ class NativeProvider:
             host.remove_cgroups(layout)
             _remove_pod_log_links(layout)
             await host.restore(layout)
+            self._uninstall_kubeconfig(layout)
             for directory in (layout.state_root, layout.run_root):
                 shutil.rmtree(directory, ignore_errors=True)
-            user_kubeconfig.remove(default_kubeconfig(), f"kubeloop-{layout.name}")
         left = host.leftovers(layout)
         if left:
             raise KubeloopError(
@@ -218,6 +253,27 @@ class NativeProvider:
                 await kube.close()
         message = "" if layout.marker.exists() else "not fully created"
         return ClusterStatus(info, reachable, node_ready, components, message)
+
+
+def _config_current(layout: Layout) -> bool:
+    try:
+        return layout.config_stamp.read_text().strip() == CONFIG_VERSION
+    except OSError:
+        return False
+
+
+async def _restart_if_changed(daemon: Daemon) -> None:
+    """Stop a running component started with another command line or configuration (or
+    by an older kubeloop, which recorded none), so that it starts again with this one."""
+    if running_pid(daemon) is not None and started_with(daemon) != fingerprint(daemon):
+        await stop([daemon], grace=5.0)
+
+
+def _forget_old_admin_user(config: dict[str, object]) -> None:
+    """kubeloop before config version 2 named its kubeconfig user "admin"."""
+    users = config.get("users")
+    if isinstance(users, list) and users and isinstance(users[0], dict):
+        user_kubeconfig.forget_user(default_kubeconfig(), "admin", users[0].get("user") or {})
 
 
 def _preflight_ignoring_ours(layout: Layout, running: set[str]) -> list[host.Problem]:

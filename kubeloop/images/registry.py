@@ -35,6 +35,7 @@ class ImageConfig:
     env: dict[str, str] = field(default_factory=dict)
     user: str = ""
     workdir: str = "/"
+    architecture: str = "amd64"
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def _finish_layer(path: Path, diff_hex: str) -> Layer:
 def image_config(layers: list[Layer], config: ImageConfig) -> bytes:
     env = {"PATH": DEFAULT_PATH, **config.env}
     document = {
-        "architecture": "amd64",
+        "architecture": config.architecture,
         "os": "linux",
         "config": {
             "Env": [f"{k}={v}" for k, v in env.items()],

@@ -14,11 +14,10 @@ from typing import Any
 import httpx
 import pytest
 
+from kubeloop.agent import AgentError, AgentStream
 from kubeloop.cluster import ClusterInfo
 from kubeloop.kube import Kube
-from kubeloop.sync import Syncer, SyncRule
-from kubeloop.sync.local import Ignore, scan
-from kubeloop.sync.protocol import AgentError, AgentStream
+from kubeloop.sync import Ignore, Syncer, SyncRule, scan
 
 PYTHON = "python:3.11-slim"
 DISTROLESS = "localhost:5000/pause:3.10"  # one static binary, no shell, tar or Python
@@ -125,7 +124,9 @@ async def test_every_kind_of_change_and_ignore_files(
     (src / ".dockerignore").write_text("secrets.txt\n")
     await kube.apply(deployment("web", namespace, PYTHON))
     await rolled_out(kube, namespace, "web")
-    syncer = Syncer(kube, cluster, namespace, "app=web", [SyncRule(src, "/app", ("*.tmp",))])
+    syncer = Syncer(
+        kube, cluster, namespace, "app=web", [SyncRule(src, "/app", ("*.tmp",))], on_event=print
+    )
     await syncer.refresh_pods()
     (synced,) = syncer.pods.values()
     try:
@@ -414,8 +415,8 @@ async def test_two_way_follows_the_agents_change_reports_not_a_poll(
         await eventually((src / "later.txt").exists, 5)
         assert not [e for e in events if "polling" in e], events
         # A folder that cannot be watched is an error the syncer turns into polling.
-        with pytest.raises(AgentError, match="no such file"):
-            await stream.watch("/no/such/folder", lambda _paths: None)
+        with pytest.raises(AgentError, match="outside every sync destination"):
+            await stream.watch("/no/such/folder", lambda _report: None)
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)

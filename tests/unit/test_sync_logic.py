@@ -1,21 +1,12 @@
-import asyncio
 import json
 from pathlib import Path
 
 import pytest
 
 from kubeloop.config import SyncSpec
+from kubeloop.sync import Ignore, scan
+from kubeloop.sync._syncer import _topmost, _within
 from kubeloop.sync.devmode import AGENT, ORIGINAL, inject_supervisor
-from kubeloop.sync.local import Ignore, scan
-from kubeloop.sync.protocol import AgentStream, parse_listing
-from kubeloop.sync.syncer import _topmost, _within
-
-
-def test_listing_parsing() -> None:
-    entries = parse_listing("F\ta.py\t644\tabc\nD\tpkg\t755\nL\tcur\ta.py\nbogus line\n")
-    assert entries["a.py"].digest == "abc" and entries["a.py"].mode == 0o644
-    assert entries["pkg"].kind == "D" and entries["cur"].digest == "a.py"
-    assert len(entries) == 3
 
 
 def test_topmost_deletes_only_the_parent() -> None:
@@ -43,33 +34,6 @@ def test_ignore_rules_nested_gitignore_dockerignore_and_excludes(tmp_path: Path)
     files = {rel for rel, e in scan(tmp_path, Ignore(tmp_path, ["*.tmp"])).items() if e.kind == "F"}
     assert files == {"a.py", ".gitignore", ".dockerignore", "pkg/b.py", "pkg/keep.log",
                      "pkg/.gitignore"}  # fmt: skip
-
-
-async def test_frames_match_the_agent_protocol(tmp_path: Path) -> None:
-    """Against a stand-in agent that echoes what it parsed (the real one runs in the
-    integration tests): the wire format must be exactly what agent.go reads."""
-    script = tmp_path / "fake_agent.py"
-    script.write_text(
-        "import struct, sys\n"
-        "r, w = sys.stdin.buffer, sys.stdout.buffer\n"
-        "while head := r.read(7):\n"
-        "    op, seq, n = struct.unpack('>BIH', head)\n"
-        "    path = r.read(n).decode(); size, = struct.unpack('>Q', r.read(8)); body = r.read(size)\n"
-        "    msg = f'{chr(op)} {path} {size} {body[:4].hex()}'.encode()\n"
-        "    w.write(struct.pack('>BII', ord('H'), seq, len(msg)) + msg); w.flush()\n"
-    )
-    import sys
-
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, str(script), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE
-    )
-    stream = AgentStream(process, "fake")
-    futures = await stream.send_many([("W", "/app/a.py", 0o644, b"hi"), ("M", "/app/d", 0o755, None),
-                                      ("L", "/app/l", 0, "a.py"), ("D", "/app/old", 0, None)])  # fmt: skip
-    replies = [(await f)[1].decode() for f in futures]
-    assert replies == ["W /app/a.py 6 000001a4", "M /app/d 4 000001ed", "L /app/l 4 612e7079",
-                       "D /app/old 0 "]  # fmt: skip
-    await stream.close()
 
 
 async def test_supervisor_injection_records_the_original(monkeypatch: pytest.MonkeyPatch) -> None:

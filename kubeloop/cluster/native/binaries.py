@@ -40,13 +40,6 @@ KUBERNETES_BINARIES = (
     "kubectl",
 )
 ALL_SOURCES = ("cache", "download", "build")
-AGENT_SOURCE = Path(__file__).parents[2] / "sync" / "agent.go"
-
-
-def agent_version() -> str:
-    """The agent's version is its source's hash: an edited agent is rebuilt and re-pushed."""
-    return hashlib.sha256(AGENT_SOURCE.read_bytes()).hexdigest()[:12]
-
 
 PAUSE_MAIN = """package main
 
@@ -185,15 +178,6 @@ def components() -> list[Component]:
             main_go=COREDNS_MAIN,
             downloads={"coredns": (f"{dns_url}/{dns_tgz}", f"{dns_url}/{dns_tgz}.sha256")},
             archive=dns_tgz,
-        ),
-        # kubeloop's sync agent: our own code, always built (a few seconds).
-        Component(
-            key=f"kubeloop-agent-{agent_version()}",
-            binaries=("kubeloop-agent",),
-            module="",
-            version=agent_version(),
-            packages=(".",),
-            main_go=AGENT_SOURCE.read_text(),
         ),
         # No release ships a bare pause binary: it is always built (a few seconds).
         Component(

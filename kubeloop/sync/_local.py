@@ -21,6 +21,7 @@ ALWAYS_EXCLUDED = (
     ".kubeloop-*",
     "*.kubeloop-tmp",
     "*.remote-conflict",
+    "*.kubeloop-kept",
 )
 
 

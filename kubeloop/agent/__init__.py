@@ -1,0 +1,25 @@
+"""kubeloop's pod side: a small static agent (``src/``, Go) that runs as an ephemeral
+container beside a target container, and the client that speaks to it over one
+``kubectl exec`` stream. Live sync builds on it; so will bridge, debug and forwards."""
+
+from kubeloop.agent._attach import APP, ROOT, Attached, ensure_agent, open_stream
+from kubeloop.agent._binary import agent_binary, agent_version, ensure_agent_image
+from kubeloop.agent._stream import AgentError, AgentStream, Sent, WatchReport
+from kubeloop.agent._wire import RemoteEntry, valid_relative
+
+__all__ = [
+    "APP",
+    "ROOT",
+    "AgentError",
+    "AgentStream",
+    "Attached",
+    "RemoteEntry",
+    "Sent",
+    "WatchReport",
+    "agent_binary",
+    "agent_version",
+    "ensure_agent",
+    "ensure_agent_image",
+    "open_stream",
+    "valid_relative",
+]

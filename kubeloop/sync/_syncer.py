@@ -1,0 +1,573 @@
+"""Keep container paths equal to local folders, in every pod a selector picks.
+
+One agent stream per container; a change batch is computed from content hashes (only
+what differs is sent) and sent to all pods at once; new pods are found and brought up to
+date; a dropped or stalled stream is re-opened and resynced. Two-way rules bring what the
+app writes back, without trusting the container (see _localfs.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kubeloop.agent import (
+    APP,
+    ROOT,
+    AgentError,
+    AgentStream,
+    Attached,
+    RemoteEntry,
+    WatchReport,
+    ensure_agent,
+    ensure_agent_image,
+    open_stream,
+)
+from kubeloop.agent._binary import go_arch
+from kubeloop.cluster import ClusterInfo
+from kubeloop.errors import KubeloopError
+from kubeloop.kube import Kube
+from kubeloop.sync import _localfs
+from kubeloop.sync._local import Ignore, LocalEntry, entry_of, scan, walk
+
+Obj = dict[str, Any]
+Op = tuple[str, str, int, Path | str | bytes | None]
+SIGHUP, SIGTERM = 1, 15
+SMALL_FILE = 1 << 20  # read, hash and send in one go; larger files are streamed
+MAX_PULL = 256 << 20  # the largest file two-way sync brings back
+# Entries of a change scope that are signals, not paths (a path never holds NUL).
+WATCH_RESYNC = "\0resync"  # events were lost: list the whole folder again
+WATCH_ENDED = "\0ended"  # the watch ended (folder replaced, out of watches)
+
+
+@dataclass(frozen=True)
+class SyncRule:
+    local: Path
+    remote: str
+    excludes: tuple[str, ...] = ()
+    restart: str = "none"  # none | process (SIGHUP to the supervisor) | container (SIGTERM)
+    two_way: bool = False  # bring container-side changes back (see Syncer.pull)
+
+    def remote_path(self, rel: str) -> str:
+        return f"{self.remote.rstrip('/')}/{rel}" if rel else self.remote
+
+
+@dataclass
+class Batch:
+    """What one change batch did."""
+
+    paths: list[str]
+    written: int
+    deleted: int
+    pods: int
+    seconds: float
+
+
+@dataclass
+class PodSync:
+    pod: str
+    stream: AgentStream
+    attached: Attached | None = None
+    sent_files: int = 0
+
+
+@dataclass
+class RuleState:
+    """What kubeloop knows of one rule's folder."""
+
+    rule: SyncRule
+    ignore: Ignore
+    local: dict[str, LocalEntry] | None = None  # None until scanned
+    # Two-way rules: the digest both sides agreed on last, per file.
+    agreed: dict[str, str] = field(default_factory=dict)
+    agreed_known: bool = False
+
+    def scanned(self) -> dict[str, LocalEntry]:
+        if self.local is None:
+            self.local = scan(self.rule.local, self.ignore)
+        return self.local
+
+    def drop(self, rel: str, table: dict[str, Any]) -> None:
+        """Forget rel and everything under it."""
+        for known in [k for k in table if k == rel or k.startswith(rel + "/")]:
+            del table[known]
+
+
+@dataclass
+class Syncer:
+    kube: Kube
+    cluster: ClusterInfo
+    namespace: str
+    selector: str
+    rules: list[SyncRule]
+    container: str | None = None
+    # Two-way rules follow the agent's change reports (inotify); True polls a full
+    # listing every pull interval instead (also the fallback where the agent cannot watch).
+    poll_remote: bool = False
+    on_event: Callable[[str], None] = lambda _: None
+    on_batch: Callable[[Batch], None] = lambda _: None
+    pods: dict[str, PodSync] = field(default_factory=dict)
+    states: list[RuleState] = field(default_factory=list)
+    _images: dict[str, str] = field(default_factory=dict)  # by architecture
+
+    def __post_init__(self) -> None:
+        if not self.states:
+            self.states = [RuleState(r, Ignore(r.local, list(r.excludes))) for r in self.rules]
+
+    # --- attaching -----------------------------------------------------------------------
+
+    async def running_pods(self) -> list[Obj]:
+        listing = await self.kube.request("GET", f"/api/v1/namespaces/{self.namespace}/pods",
+                                          params={"labelSelector": self.selector})  # fmt: skip
+        found = []
+        for pod in listing.get("items", []):
+            if pod["metadata"].get("deletionTimestamp"):
+                continue
+            target = self.container or pod["spec"]["containers"][0]["name"]
+            for status in (pod.get("status") or {}).get("containerStatuses") or []:
+                if status["name"] == target and (status.get("state") or {}).get("running"):
+                    found.append(pod)
+        return found
+
+    async def _agent_image(self, pod: Obj) -> str:
+        arch = go_arch()
+        node_name = pod["spec"].get("nodeName")
+        if node_name:
+            node = await self.kube.get(f"/api/v1/nodes/{node_name}")
+            arch = ((node or {}).get("metadata", {}).get("labels") or {}).get(
+                "kubernetes.io/arch", arch
+            )
+        if arch not in self._images:
+            if not self.cluster.registry:
+                raise KubeloopError(f"cluster '{self.cluster.name}' has no registry for "
+                                    "kubeloop's agent")  # fmt: skip
+            self._images[arch] = await ensure_agent_image(
+                self.cluster.registry, self.cluster.registry_for_pods, arch
+            )
+        return self._images[arch]
+
+    async def attach(self, pod: Obj) -> PodSync:
+        """Attach an agent to the pod with the app's own rights; where those do not
+        reach the destination, with a root agent if the cluster allows one."""
+        name = pod["metadata"]["name"]
+        try:
+            return await self._attach_as(pod, APP)
+        except AgentError as exc:
+            if not _denied(exc.message):
+                raise
+            self.on_event(f"sync: {name}: the app's own user cannot do it ({exc.message}); "
+                          "trying a root agent with SYS_PTRACE")  # fmt: skip
+        return await self._attach_as(pod, ROOT)
+
+    async def _attach_as(self, pod: Obj, profile: str) -> PodSync:
+        name = pod["metadata"]["name"]
+        image = await self._agent_image(pod)
+        attached = await ensure_agent(self.kube, self.namespace, name, self.container, image,
+                                      profile)  # fmt: skip
+        try:
+            stream = await open_stream(self.cluster, self.namespace, attached)
+        except KubeloopError as exc:
+            raise AgentError(exc.message) from exc
+        stream.on_warning = lambda text: self.on_event(f"sync: {name}: {text}")
+        synced = PodSync(name, stream, attached)
+        try:
+            restart = set()
+            for state in self.states:
+                await stream.bind(state.rule.remote)
+                sent = await self._initial(stream, state)
+                synced.sent_files += sent
+                if sent and state.rule.restart != "none":
+                    restart.add(state.rule.restart)
+            # The app started from the image's files: restart the process if we just
+            # replaced some. Never the container here: unless dest is a volume its restart
+            # loses the files again, and the next attach would restart it again, forever.
+            if "process" in restart:
+                await stream.signal(SIGHUP)
+        except BaseException:
+            await stream.close()
+            raise
+        self.pods[name] = synced
+        self.on_event(f"sync: {name} up to date ({synced.sent_files} files sent)")
+        return synced
+
+    async def _initial(self, stream: AgentStream, state: RuleState) -> int:
+        """Send only what differs between the local folder and the container. The first
+        time, the local walk feeds the stream directly: each file is read once, hashed
+        and sent from the same bytes, and sending starts before the walk ends."""
+        rule = state.rule
+        remote = await stream.listing(rule.remote)
+        known = state.local
+        fresh: dict[str, LocalEntry] = {}
+        sent_files = 0
+
+        def ops() -> Iterator[Op]:
+            nonlocal sent_files
+            entries = (((r, e, None) for r, e in known.items()) if known is not None
+                       else walk(rule.local, state.ignore, keep_data=SMALL_FILE))  # fmt: skip
+            for rel, entry, data in entries:
+                fresh[rel] = entry
+                if not _same(entry, remote.get(rel)):
+                    sent_files += entry.kind == "F"
+                    if data is not None:
+                        yield ("W", rule.remote_path(rel), entry.mode, data)
+                    else:
+                        yield _op(rule, rel, entry)
+            for rel in _topmost(r for r in remote if r not in fresh):
+                if not state.ignore.excluded(rule.local / rel, remote[rel].kind == "D"):
+                    yield ("D", rule.remote_path(rel), 0, None)
+
+        sent = await stream.send_many(ops())
+        _record_sent(state, fresh, sent.digests)
+        state.local = fresh
+        await stream.wait_all(sent, f"initial sync of {rule.local}")
+        if rule.two_way and not state.agreed_known:
+            state.agreed = {r: e.digest for r, e in fresh.items() if e.kind == "F"}
+            state.agreed_known = True
+        return sent_files
+
+    # --- changes -------------------------------------------------------------------------
+
+    def changes(self, paths: set[str]) -> list[tuple[int, str, LocalEntry | None]]:
+        """(rule, relative path, new entry or None for deleted) for what really changed."""
+        result: list[tuple[int, str, LocalEntry | None]] = []
+        for index, state in enumerate(self.states):
+            rule, local, ignore = state.rule, state.scanned(), state.ignore
+            for raw in sorted(paths):
+                path = Path(raw)
+                if path != rule.local and rule.local not in path.parents:
+                    continue
+                if path.name == ".gitignore":
+                    ignore.forget(path.parent)
+                entry = entry_of(path)
+                rel = path.relative_to(rule.local).as_posix()
+                if entry is not None and ignore.excluded(path, entry.kind == "D"):
+                    continue
+                if entry is None:
+                    if rel in local:
+                        state.drop(rel, local)
+                        result.append((index, rel, None))
+                    continue
+                if local.get(rel) != entry:
+                    local[rel] = entry
+                    result.append((index, rel, entry))
+                    if entry.kind == "D":  # a new or moved-in folder: its content too
+                        for child_rel, child in scan(path, Ignore(path, [])).items():
+                            full = f"{rel}/{child_rel}"
+                            if not ignore.excluded(rule.local / full, child.kind == "D"):
+                                local[full] = child
+                                result.append((index, full, child))
+        return result
+
+    async def push(self, paths: set[str]) -> Batch | None:
+        started = time.perf_counter()
+        todo = self.changes(paths)
+        if not todo:
+            return None
+        ops = [_op(self.states[index].rule, rel, entry) for index, rel, entry in todo]
+        restart = {self.states[index].rule.restart for index, _, _ in todo} - {"none"}
+        digests: dict[str, str] = {}
+
+        async def to_pod(synced: PodSync) -> None:
+            sent = await synced.stream.send_many(ops)
+            digests.update(sent.digests)
+            await synced.stream.wait_all(sent, f"sync to {synced.pod}")
+            if "container" in restart:
+                await synced.stream.signal(SIGTERM)  # the container restarts; resync follows
+            elif "process" in restart:
+                await synced.stream.signal(SIGHUP)
+
+        pods = list(self.pods.values())
+        results = await asyncio.gather(*(to_pod(p) for p in pods), return_exceptions=True)
+        for synced, outcome in zip(pods, results, strict=True):
+            if isinstance(outcome, BaseException):
+                self.on_event(f"sync: {synced.pod}: {outcome}; will resync")
+                await synced.stream.close()
+        self._settle(todo, digests)
+        batch = Batch(sorted(p for _, p, _ in todo), sum(e is not None for _, _, e in todo),
+                      sum(e is None for _, _, e in todo), len(pods),
+                      time.perf_counter() - started)  # fmt: skip
+        self.on_batch(batch)
+        return batch
+
+    def _settle(self, todo: list[tuple[int, str, LocalEntry | None]],
+                digests: dict[str, str]) -> None:  # fmt: skip
+        """Record what both sides now hold: the digest of the bytes that went out (a file
+        saved again while it was read went out as read; its next change follows)."""
+        for index, rel, entry in todo:
+            state = self.states[index]
+            sent = digests.get(state.rule.remote_path(rel))
+            if entry is not None and entry.kind == "F" and sent and sent != entry.digest:
+                entry = LocalEntry("F", entry.mode, sent)
+                state.scanned()[rel] = entry
+            if not state.rule.two_way:
+                continue
+            if entry is None:  # a deleted folder takes what was in it along
+                state.drop(rel, state.agreed)
+            elif entry.kind == "F":
+                state.agreed[rel] = entry.digest
+
+    # --- two-way --------------------------------------------------------------------------
+
+    async def pull(self, changed: dict[int, set[str]] | None = None) -> list[str]:
+        """Bring changes made in the container back, for two-way rules. A file changed on
+        both sides since they last agreed is not overwritten: the container's version is
+        saved beside it as NAME.remote-conflict and the conflict is reported.
+
+        ``changed`` names, per rule, the paths the agent saw change; only those are
+        looked at. Without it, or with WATCH_RESYNC for a rule, the whole folder is listed."""
+        source = self._source()
+        if source is None:
+            return []
+        events: list[str] = []
+        for index, state in enumerate(self.states):
+            scope = None if changed is None else changed.get(index)
+            if not state.rule.two_way or (changed is not None and not scope):
+                continue
+            if scope is not None and WATCH_RESYNC in scope:
+                scope = None
+            remote = (await source.stream.listing(state.rule.remote) if scope is None else
+                      await source.stream.listing_of(state.rule.remote, _topmost(scope)))  # fmt: skip
+            events += await self._pull_rule(source.stream, state, remote, scope)
+        for event in events:
+            self.on_event(f"sync: {event}")
+        return events
+
+    def _source(self) -> PodSync | None:
+        """The pod two-way rules read from: replicas share one source of truth."""
+        return next(iter(self.pods.values()), None)
+
+    async def _pull_rule(self, stream: AgentStream, state: RuleState,
+                         remote: dict[str, RemoteEntry], scope: set[str] | None) -> list[str]:  # fmt: skip
+        events: list[str] = []
+        for rel, entry in sorted(remote.items()):
+            if entry.kind != "F" or state.agreed.get(rel) == entry.digest:
+                continue
+            if state.ignore.excluded(state.rule.local / rel, False):
+                continue
+            try:
+                events += await self._pull_file(stream, state, rel, entry)
+            except (OSError, _localfs.UnsafePath) as exc:
+                events.append(f"not pulled {rel}: {exc.strerror or exc}")
+        gone = [r for r in state.agreed if r not in remote and _within(r, scope)]
+        for rel in gone:
+            try:
+                removed = _localfs.remove_if_unchanged(state.rule.local, rel, state.agreed[rel])
+            except OSError as exc:
+                events.append(f"not removed {rel}: {exc.strerror or exc}")
+                removed = False
+            if removed:
+                state.scanned().pop(rel, None)
+                events.append(f"removed {rel}: deleted in the container")
+                self._remove_emptied_folders(state, rel, remote, scope)
+            del state.agreed[rel]
+        return events
+
+    async def _pull_file(self, stream: AgentStream, state: RuleState, rel: str,
+                         entry: RemoteEntry) -> list[str]:  # fmt: skip
+        root = state.rule.local
+        # The disk, not the cached state, says whether the local copy changed: an edit
+        # saved a moment ago may not have reached the watcher yet.
+        with _localfs.parent_of(root, rel, create=True) as (dirfd, name):
+            local = _localfs.digest_at(dirfd, name)
+        agreed = state.agreed.get(rel)
+        if local == entry.digest:
+            state.agreed[rel] = entry.digest  # both sides made the same change
+            return []
+        try:
+            data = await stream.read(state.rule.remote_path(rel), MAX_PULL)
+        except AgentError:
+            return []  # gone again since the listing: its deletion is reported next
+        digest = hashlib.sha256(data).hexdigest()  # what arrived, changed or not since
+        mode = entry.mode & 0o777
+        if local is not None and local != agreed:
+            conflict = _localfs.save_conflict(root, rel, data, mode)
+            state.agreed[rel] = digest  # reported once, not on every look
+            return [f"conflict: {rel} changed on both sides; the container's version is in "
+                    f"{conflict}, yours is unchanged"]  # fmt: skip
+        if not _localfs.replace_if_unchanged(root, rel, data, mode, local):
+            conflict = _localfs.save_conflict(root, rel, data, mode)
+            state.agreed[rel] = digest
+            return [f"conflict: {rel} was saved locally while the container's version "
+                    f"arrived; that is in {conflict}, yours is unchanged"]  # fmt: skip
+        state.scanned()[rel] = LocalEntry("F", mode, digest)  # so it is not echoed back
+        state.agreed[rel] = digest
+        return [f"pulled {rel} from the container"]
+
+    def _remove_emptied_folders(self, state: RuleState, rel: str,
+                                remote: dict[str, RemoteEntry], scope: set[str] | None) -> None:  # fmt: skip
+        """Folders the container removed go locally too, once nothing is left in them."""
+        for parent in Path(rel).parents:
+            folder = parent.as_posix()
+            if folder == "." or folder in remote or not _within(folder, scope):
+                return
+            if not _localfs.remove_empty_folder(state.rule.local, folder):
+                return  # something is left in it
+            state.scanned().pop(folder, None)
+
+    async def _remote_changes(self, watch: _Watch | None, interval: float
+                              ) -> tuple[dict[int, set[str]] | None, _Watch | None]:  # fmt: skip
+        """The next container-side changes for :meth:`pull`: ``None`` asks for a full
+        look. The agent's inotify reports drive it; a new source stream (first pod,
+        reconnect, rollout) is watched afresh and fully listed once, since what changed
+        before its watch is unknown. Where the agent cannot watch, it polls."""
+        source = self._source()
+        if source is None:
+            await asyncio.sleep(interval)
+            return {}, watch
+        if watch is None or watch.stream is not source.stream:
+            if self.poll_remote:
+                await asyncio.sleep(interval)
+                return None, None
+            fresh = _Watch(source.stream)
+            try:
+                for index, state in enumerate(self.states):
+                    if state.rule.two_way:
+                        await source.stream.watch(state.rule.remote, fresh.callback(index))
+            except AgentError as exc:
+                self.poll_remote = True
+                self.on_event(f"sync: the agent in {source.pod} cannot watch for changes "
+                              f"({exc.message}); polling every {interval:g} s instead")  # fmt: skip
+                return None, None
+            return None, fresh
+        try:
+            index, paths = await asyncio.wait_for(watch.queue.get(), timeout=interval)
+        except TimeoutError:
+            return {}, watch  # nothing changed; look again at which pod is the source
+        changed = {index: set(paths)}
+        while not watch.queue.empty():
+            index, paths = watch.queue.get_nowait()
+            changed.setdefault(index, set()).update(paths)
+        if any(WATCH_ENDED in p for p in changed.values()):
+            # The folder was replaced or the node ran out of watches: look at everything
+            # and watch afresh (which falls back to polling if it cannot).
+            return None, None
+        return changed, watch
+
+    # --- running -------------------------------------------------------------------------
+
+    async def refresh_pods(self) -> None:
+        """Attach to new pods, forget gone ones, re-open dropped streams."""
+        current = {p["metadata"]["name"]: p for p in await self.running_pods()}
+        for name in list(self.pods):
+            synced = self.pods[name]
+            if name not in current or not synced.stream.alive:
+                await synced.stream.close()
+                del self.pods[name]
+        for name, pod in current.items():
+            if name not in self.pods:
+                try:
+                    await self.attach(pod)
+                except KubeloopError as exc:
+                    self.on_event(f"sync: cannot attach to {name} yet: {exc.message}")
+
+    async def run(self, stop: asyncio.Event | None = None, pod_interval: float = 0.5,
+                  pull_interval: float = 1.0) -> None:  # fmt: skip
+        from watchfiles import awatch
+
+        stop = stop or asyncio.Event()
+        await self.refresh_pods()
+
+        async def watch_pods() -> None:
+            while not stop.is_set():
+                await asyncio.sleep(pod_interval)
+                with contextlib.suppress(KubeloopError):
+                    await self.refresh_pods()
+
+        async def pull_loop() -> None:
+            watch: _Watch | None = None
+            while not stop.is_set():
+                try:
+                    changed, watch = await self._remote_changes(watch, pull_interval)
+                    await self.pull(changed)
+                except Exception as exc:  # two-way sync must not die silently
+                    self.on_event(f"sync: bringing changes back failed: "
+                                  f"{exc.message if isinstance(exc, KubeloopError) else repr(exc)}")  # fmt: skip
+                    # A live source stream keeps its watch: watching again would only
+                    # re-target the agent's existing one.
+                    watch = watch if watch is not None and watch.stream.alive else None
+                    await asyncio.sleep(pull_interval)
+
+        async def push_loop() -> None:
+            async for changes in awatch(*(s.rule.local for s in self.states), debounce=5,
+                                        step=5, stop_event=stop, recursive=True):  # fmt: skip
+                await self.push({path for _change, path in changes})
+
+        try:
+            async with asyncio.TaskGroup() as group:
+                helpers = [group.create_task(watch_pods())]
+                if any(s.rule.two_way for s in self.states):
+                    helpers.append(group.create_task(pull_loop()))
+                await push_loop()
+                for task in helpers:  # stopped: they may be in a long wait
+                    task.cancel()
+        finally:
+            for synced in self.pods.values():
+                await synced.stream.close()
+
+
+class _Watch:
+    """Change reports from the agent on one stream, tagged with their rule."""
+
+    def __init__(self, stream: AgentStream) -> None:
+        self.stream = stream
+        self.queue: asyncio.Queue[tuple[int, set[str]]] = asyncio.Queue()
+
+    def callback(self, index: int) -> Callable[[WatchReport], None]:
+        def on_report(report: WatchReport) -> None:
+            paths = set(report.paths)
+            if report.resync:
+                paths.add(WATCH_RESYNC)
+            if report.ended:
+                paths.add(WATCH_ENDED)
+            self.queue.put_nowait((index, paths))
+
+        return on_report
+
+
+def _denied(message: str) -> bool:
+    lowered = message.lower()
+    return "permission denied" in lowered or "operation not permitted" in lowered
+
+
+def _op(rule: SyncRule, rel: str, entry: LocalEntry | None) -> Op:
+    target = rule.remote_path(rel)
+    if entry is None:
+        return ("D", target, 0, None)
+    if entry.kind == "D":
+        return ("M", target, entry.mode, None)
+    if entry.kind == "L":
+        return ("L", target, 0, entry.digest)
+    return ("W", target, entry.mode, rule.local / rel)
+
+
+def _record_sent(state: RuleState, fresh: dict[str, LocalEntry], digests: dict[str, str]) -> None:
+    for rel, entry in fresh.items():
+        sent = digests.get(state.rule.remote_path(rel))
+        if entry.kind == "F" and sent and sent != entry.digest:
+            fresh[rel] = LocalEntry("F", entry.mode, sent)
+
+
+def _within(rel: str, scope: set[str] | None) -> bool:
+    return scope is None or any(rel == s or rel.startswith(s + "/") for s in scope)
+
+
+def _same(local: LocalEntry, remote: RemoteEntry | None) -> bool:
+    if remote is None or remote.kind != local.kind:
+        return False
+    if local.kind == "D":
+        return True
+    return remote.digest == local.digest and (local.kind == "L" or remote.mode == local.mode)
+
+
+def _topmost(paths: Iterable[str]) -> list[str]:
+    chosen: list[str] = []
+    for rel in sorted(paths):
+        if not any(rel.startswith(parent + "/") for parent in chosen):
+            chosen.append(rel)
+    return chosen

@@ -81,6 +81,12 @@ class DeploySettings(Strict):
 
 class DevSettings(Strict):
     cleanup: bool = Field(False, description="Delete what 'dev' deployed when it stops.")
+    keep_changes: bool = Field(
+        False,
+        alias="keepChanges",
+        description="Leave dev mode's change to workloads (the process supervisor for "
+        "'restart: process') in place when 'dev' stops; by default it is undone.",
+    )
     debounce_ms: int = Field(50, alias="debounceMs", ge=0)
     ignore: list[str] = Field(default_factory=list, description="Extra paths not to watch.")
 

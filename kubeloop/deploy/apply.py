@@ -1,15 +1,25 @@
-"""Deploy: server-side apply in dependency order, prune by inventory, wait."""
+"""Deploy: server-side apply in dependency order, prune by inventory, wait.
+
+What kubeloop deletes (prune, 'kubeloop delete') is decided on the live object, just
+before the delete: it must carry kubeloop's labels for this project, must not have
+existed before kubeloop adopted it, and a Namespace must have been created by kubeloop.
+The delete itself is conditional on the object being the one checked (uid and
+resourceVersion preconditions), so a change in between makes kubeloop leave it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubeloop.deploy import inventory
-from kubeloop.deploy.inventory import Ref, ref_of
+from kubeloop.deploy.inventory import ADOPTED, Entry, Ref, is_ours, ref_of, was_adopted
 from kubeloop.deploy.rollout import wait_rollout
-from kubeloop.kube import Kube
+from kubeloop.errors import KubeloopError
+from kubeloop.kube import Kube, KubeError
+from kubeloop.render.render import MANAGED_BY, PROJECT_LABEL
 
 Obj = dict[str, Any]
 # Objects others depend on go first.
@@ -22,6 +32,8 @@ ORDER = ("Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole
 class DeployResult:
     applied: list[Ref] = field(default_factory=list)
     pruned: list[Ref] = field(default_factory=list)
+    adopted: list[Ref] = field(default_factory=list)  # found existing, now applied by us
+    kept: list[tuple[Ref, str]] = field(default_factory=list)  # not pruned, and why
 
 
 def _rank(obj: Obj) -> int:
@@ -51,6 +63,22 @@ async def ensure_namespace(kube: Kube, namespace: str) -> None:
     )  # fmt: skip
 
 
+async def _survey(kube: Kube, obj: Obj, project: str) -> Entry:
+    """How this deploy comes to hold ``obj``, from the live object before applying."""
+    ref = ref_of(obj)
+    live = await kube.get(await kube.object_path(obj))
+    if live is None:
+        return Entry(ref, created=True)
+    labels = (live.get("metadata") or {}).get("labels") or {}
+    other = labels.get(PROJECT_LABEL)
+    if other and other != project and labels.get(MANAGED_BY) == "kubeloop":
+        raise KubeloopError(
+            f"{ref} belongs to kubeloop project '{other}'; project '{project}' renders it too",
+            "rename it in one of the projects, or deploy them to different namespaces",
+        )
+    return Entry(ref, adopted=was_adopted(live) or not is_ours(live, project))
+
+
 async def deploy(
     kube: Kube,
     objects: list[Obj],
@@ -60,36 +88,92 @@ async def deploy(
     prune: bool = True,
     timeout: float = 120,
     wait: bool = True,
-    on_progress: Any = lambda _: None,
+    on_progress: Callable[[str], None] = lambda _: None,
 ) -> DeployResult:
+    """Server-side apply ``objects`` for ``project`` into ``namespace`` (created if
+    missing), record them in the inventory, prune what left the render, and with ``wait``
+    wait for the rollout."""
     await ensure_namespace(kube, namespace)
     await _fill_namespaces(kube, objects, namespace)
     result = DeployResult()
-    previous = await inventory.read(kube, project, namespace)
-    ranks = sorted({_rank(o) for o in objects})
-    for rank in ranks:
+    previous = {e.ref: e for e in await inventory.read(kube, project, namespace)}
+    surveyed = await asyncio.gather(*(_survey(kube, o, project) for o in objects))
+    current: dict[Ref, Entry] = {}
+    for entry in surveyed:
+        known = previous.get(entry.ref)
+        current[entry.ref] = known.merged(entry) if known else entry
+        if current[entry.ref].adopted and not (known and known.adopted):
+            result.adopted.append(entry.ref)
+    # Record the union before anything changes: an adoption must be on record before the
+    # apply puts our labels on the object, and an interrupted prune must not forget what
+    # is still there. The object itself carries its adoption from the apply on.
+    await inventory.write(kube, project, namespace, list({**previous, **current}.values()))
+    for obj in objects:
+        if current[ref_of(obj)].adopted:
+            annotations = obj["metadata"].get("annotations") or {}
+            obj["metadata"]["annotations"] = {**annotations, ADOPTED: project}
+    for rank in sorted({_rank(o) for o in objects}):
         batch = [o for o in objects if _rank(o) == rank]
         await asyncio.gather(*(kube.apply(o) for o in batch))
         result.applied += [ref_of(o) for o in batch]
-    current = set(result.applied)
-    # Record the union first: an interrupted prune must not forget what is still there.
-    await inventory.write(kube, project, namespace, sorted(current | set(previous)))
     if prune:
-        for ref in sorted(set(previous) - current, key=lambda r: -_rank(r.as_object())):
-            await kube.delete(ref.as_object())
-            result.pruned.append(ref)
-    await inventory.write(kube, project, namespace, sorted(current))
+        gone = [e for ref, e in previous.items() if ref not in current]
+        for entry in sorted(gone, key=lambda e: -_rank(e.ref.as_object())):
+            reason = await delete_if_ours(kube, entry, project)
+            if reason is None:
+                result.pruned.append(entry.ref)
+            else:
+                result.kept.append((entry.ref, reason))
+    await inventory.write(kube, project, namespace, list(current.values()))
     if wait:
         await wait_rollout(kube, objects, timeout, on_progress)
     return result
 
 
-async def delete_project(kube: Kube, project: str, namespace: str) -> list[Ref]:
-    """Delete exactly what kubeloop deployed for ``project``."""
-    refs = await inventory.read(kube, project, namespace)
-    for ref in sorted(refs, key=lambda r: -_rank(r.as_object())):
-        if ref.kind == "Namespace":
-            continue  # a namespace may hold things kubeloop did not make
-        await kube.delete(ref.as_object())
+async def delete_if_ours(kube: Kube, entry: Entry, project: str) -> str | None:
+    """Delete the object if kubeloop may: None when deleted (or already gone), else why
+    it was left in place."""
+    if entry.adopted:
+        return "it existed before kubeloop adopted it"
+    if entry.ref.kind == "Namespace" and not entry.created:
+        return "kubeloop did not create this namespace"
+    path = await kube.object_path(entry.ref.as_object())
+    live = await kube.get(path)
+    if live is None:
+        return None
+    if was_adopted(live):
+        return "it existed before kubeloop adopted it"
+    if not is_ours(live, project):
+        return f"it does not carry kubeloop's labels for project '{project}'"
+    meta = live["metadata"]
+    options = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background",
+               "preconditions": {"uid": meta["uid"], "resourceVersion": meta["resourceVersion"]}}  # fmt: skip
+    try:
+        await kube.request("DELETE", path, body=options)
+    except KubeError as exc:
+        if exc.status == 404:
+            return None
+        if exc.status == 409:  # changed since the check: whatever changed it decides
+            return "it changed while kubeloop was checking it"
+        raise
+    return None
+
+
+@dataclass
+class DeleteResult:
+    deleted: list[Ref] = field(default_factory=list)
+    kept: list[tuple[Ref, str]] = field(default_factory=list)
+
+
+async def delete_project(kube: Kube, project: str, namespace: str) -> DeleteResult:
+    """Delete what kubeloop deployed for ``project`` and may delete (see the module)."""
+    result = DeleteResult()
+    entries = await inventory.read(kube, project, namespace)
+    for entry in sorted(entries, key=lambda e: -_rank(e.ref.as_object())):
+        reason = await delete_if_ours(kube, entry, project)
+        if reason is None:
+            result.deleted.append(entry.ref)
+        else:
+            result.kept.append((entry.ref, reason))
     await inventory.remove(kube, project, namespace)
-    return refs
+    return result

@@ -88,42 +88,58 @@ class DevLoop:
         return iteration
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        from watchfiles import awatch
-
         session = self.session
-        await session.deploy(dev_mode=True)
         project = session.config.project
         stop = stop or asyncio.Event()
-        self.syncers = session.syncers(ui.info)
-        tasks = [asyncio.create_task(LogStreamer(session.kube, session.namespace, project.name,
-                                                 self.printer).run())]  # fmt: skip
-        for spec in project.port_forward:
-            forwarder = Forwarder(spec, session.namespace, session.kube,
-                                  session.cluster.kubeconfig, session.cluster.context, ui.info)  # fmt: skip
-            self.forwarders.append(forwarder)
-            tasks.append(asyncio.create_task(forwarder.run()))
-        tasks += [asyncio.create_task(syncer.run(stop)) for syncer in self.syncers]
-        ui.info(f"[bold]watching {session.config.root}[/bold] — Ctrl-C to stop")
+        tasks: list[asyncio.Task[Any]] = []
         try:
-            async for changes in awatch(session.config.root, watch_filter=self._watch_filter,
-                                        debounce=project.dev.debounce_ms, step=10,
-                                        stop_event=stop):  # fmt: skip
-                paths = {path for _change, path in changes}
-                try:
-                    iteration = await self.iterate(paths)
-                except KubeloopError as exc:
-                    ui.warn(f"{exc.message}" + (f"\n  fix: {exc.hint}" if exc.hint else ""))
-                    continue
-                if iteration:
-                    rebuilt = ", ".join(iteration.rebuilt) or "nothing rebuilt"
-                    ui.info(f"[green]updated[/green] in {iteration.total:.1f}s ({rebuilt}; "
-                            f"kubeloop overhead {iteration.overhead:.2f}s)")  # fmt: skip
+            await session.deploy(dev_mode=True)  # inside: a stop during it still undoes it
+            self.syncers = session.syncers(ui.info)
+            tasks.append(asyncio.create_task(LogStreamer(session.kube, session.namespace,
+                                                         project.name, self.printer).run()))  # fmt: skip
+            for spec in project.port_forward:
+                forwarder = Forwarder(spec, session.namespace, session.kube,
+                                      session.cluster.kubeconfig, session.cluster.context,
+                                      ui.info)  # fmt: skip
+                self.forwarders.append(forwarder)
+                tasks.append(asyncio.create_task(forwarder.run()))
+            tasks += [asyncio.create_task(syncer.run(stop)) for syncer in self.syncers]
+            await self._watch(stop)
         finally:
             for task in tasks:
                 task.cancel()
             for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
-            if project.dev.cleanup:
-                removed = await session.delete()
-                ui.info(f"removed {len(removed)} objects that dev deployed")
+            await self._finish()
+
+    async def _watch(self, stop: asyncio.Event) -> None:
+        from watchfiles import awatch
+
+        session = self.session
+        project = session.config.project
+        ui.info(f"[bold]watching {session.config.root}[/bold] — Ctrl-C to stop")
+        async for changes in awatch(session.config.root, watch_filter=self._watch_filter,
+                                    debounce=project.dev.debounce_ms, step=10,
+                                    stop_event=stop):  # fmt: skip
+            paths = {path for _change, path in changes}
+            try:
+                iteration = await self.iterate(paths)
+            except KubeloopError as exc:
+                ui.warn(f"{exc.message}" + (f"\n  fix: {exc.hint}" if exc.hint else ""))
+                continue
+            if iteration:
+                rebuilt = ", ".join(iteration.rebuilt) or "nothing rebuilt"
+                ui.info(f"[green]updated[/green] in {iteration.total:.1f}s ({rebuilt}; "
+                        f"kubeloop overhead {iteration.overhead:.2f}s)")  # fmt: skip
+
+    async def _finish(self) -> None:
+        """What dev leaves behind: nothing it deployed (cleanup), or what it deployed
+        without its dev-mode change (the default), or both as they are (keepChanges)."""
+        dev = self.session.config.project.dev
+        if dev.cleanup:
+            removed = await self.session.delete()
+            ui.info(f"removed {len(removed)} objects that dev deployed")
+        elif not dev.keep_changes:
+            for name in await self.session.undo_dev_mode():
+                ui.info(f"restored {name} (dev mode's change undone; keep it with --keep)")

@@ -32,6 +32,7 @@ class Session:
     cluster: ClusterInfo
     kube: Kube
     last_built: dict[str, str] = field(default_factory=dict)
+    dev_changed: set[str] = field(default_factory=set)  # workloads dev mode wrapped, kind/name
 
     @property
     def registry(self) -> str:
@@ -89,7 +90,20 @@ class Session:
         from kubeloop.sync.devmode import inject_supervisor
 
         agent = await ensure_agent_image(self.cluster)
-        await inject_supervisor(objects, specs, agent, self.registry)
+        changed = await inject_supervisor(objects, specs, agent, self.registry, on_skip=ui.warn)
+        self.dev_changed.update(changed)
+
+    async def undo_dev_mode(self) -> list[str]:
+        """Put back the workloads this session's dev mode changed (from the originals
+        recorded on them)."""
+        from kubeloop.sync.devmode import reset
+
+        if not self.dev_changed:
+            return []
+        restored = await reset(self.kube, self.namespace, self.config.project.name,
+                               only=self.dev_changed, on_skip=ui.warn)  # fmt: skip
+        self.dev_changed.clear()
+        return restored
 
     async def deploy(self, wait: bool = True, quiet: bool = False,
                      only: set[str] | None = None, dev_mode: bool = False) -> Timings:  # fmt: skip
@@ -106,9 +120,14 @@ class Session:
         timings.render = time.monotonic() - started
         started = time.monotonic()
         with ui.step(f"deploying {self.config.project.name} to {self.namespace}", quiet) as step:
-            await deploy(self.kube, objects, self.config.project.name, self.namespace,
-                         prune=self.config.project.deploy.prune,
-                         timeout=self.config.project.deploy.timeout, wait=False)  # fmt: skip
+            result = await deploy(self.kube, objects, self.config.project.name, self.namespace,
+                                  prune=self.config.project.deploy.prune,
+                                  timeout=self.config.project.deploy.timeout, wait=False)  # fmt: skip
+            for ref in result.adopted:
+                ui.warn(f"{ref} existed before kubeloop: adopted (applied, but prune and "
+                        "delete will leave it)")  # fmt: skip
+            for ref, why in result.kept:
+                ui.info(f"left {ref} in place: {why}")
             timings.apply = time.monotonic() - started
             if wait:
                 from kubeloop.deploy import wait_rollout
@@ -149,8 +168,10 @@ class Session:
     async def delete(self) -> list[str]:
         from kubeloop.deploy import delete_project
 
-        refs = await delete_project(self.kube, self.config.project.name, self.namespace)
-        return [str(r) for r in refs]
+        result = await delete_project(self.kube, self.config.project.name, self.namespace)
+        for ref, why in result.kept:
+            ui.info(f"left {ref} in place: {why}")
+        return [str(r) for r in result.deleted]
 
     async def close(self) -> None:
         await self.kube.close()
@@ -172,6 +193,9 @@ def _cluster_for(config: LoadedConfig, cluster_name: str | None) -> ClusterInfo:
 
 async def open_session(config_path: Path | None = None, environment: str | None = None,
                        cluster: str | None = None) -> Session:  # fmt: skip
+    """Load the project's config (default: found from the current folder up, with
+    ``environment`` applied) and connect to its cluster (``cluster`` by name, else the
+    config's context, else the ``kubeloop`` cluster); close the session when done."""
     config = load(config_path, environment)
     info = _cluster_for(config, cluster)
     kube = await Kube.connect(info.kubeconfig, info.context)

@@ -14,6 +14,7 @@ from kubeloop.config import LoadedConfig
 from kubeloop.errors import KubeloopError
 from kubeloop.proc import run
 from kubeloop.render.images import pod_template, replace_images
+from kubeloop.render.values import HeldValues, Structured, TemplateText, documents
 
 try:
     from yaml import CSafeDumper as _Dumper
@@ -32,6 +33,14 @@ def _documents(text: str, source: str) -> list[Obj]:
         docs = list(yaml.load_all(text, Loader=_Loader))
     except yaml.YAMLError as exc:
         raise KubeloopError(f"{source}: not valid YAML: {exc}") from exc
+    except (ValueError, OverflowError, TypeError, IndexError, RecursionError) as exc:
+        # PyYAML's constructors on values Python cannot hold (a 5,000-digit integer, the
+        # 13th month) raise these, not YAMLError.
+        raise KubeloopError(f"{source}: a value cannot be read: {exc}") from exc
+    return _objects(docs, source)
+
+
+def _objects(docs: list[Any], source: str) -> list[Obj]:
     objects: list[Obj] = []
     for doc in docs:
         if doc is None:
@@ -39,7 +48,7 @@ def _documents(text: str, source: str) -> list[Obj]:
         if not isinstance(doc, dict) or "kind" not in doc or "apiVersion" not in doc:
             raise KubeloopError(f"{source}: every document must be a Kubernetes object "
                                 "with apiVersion and kind")  # fmt: skip
-        if doc["kind"].endswith("List") and "items" in doc:
+        if str(doc["kind"]).endswith("List") and isinstance(doc.get("items"), list):
             objects.extend(doc["items"])
         else:
             objects.append(doc)
@@ -58,19 +67,44 @@ def render_raw(root: Path, patterns: list[str]) -> list[Obj]:
     objects: list[Obj] = []
     for pattern in patterns:
         for path in _expand(root, pattern):
-            objects += _documents(path.read_text(), str(path.relative_to(root)))
+            name = str(path.relative_to(root))
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise KubeloopError(f"{name}: cannot be read as UTF-8 text: {exc}") from exc
+            objects += _documents(text, name)
     return objects
+
+
+def _template_environment(root: Path, held: HeldValues) -> Any:
+    """Sandboxed, strict about undefined names, and every printed value held back (see
+    kubeloop.render.values): a value is data, it cannot add YAML structure."""
+    import jinja2
+    from jinja2.runtime import Macro
+    from jinja2.sandbox import SandboxedEnvironment
+
+    class Environment(SandboxedEnvironment):
+        def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+            result = super().call(__context, __obj, *args, **kwargs)
+            # A macro writes template text (its own values are held already).
+            return TemplateText(result) if isinstance(__obj, Macro) else result
+
+    env = Environment(
+        loader=jinja2.FileSystemLoader(str(root)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        finalize=held.finalize,
+    )
+    env.filters["tojson"] = lambda value: Structured(value, as_json=True)
+    env.filters["toyaml"] = lambda value: Structured(value, as_json=False)
+    return env
 
 
 def render_templates(root: Path, patterns: list[str], context: Mapping[str, Any]) -> list[Obj]:
     import jinja2
-    from jinja2.sandbox import SandboxedEnvironment
 
-    env = SandboxedEnvironment(
-        loader=jinja2.FileSystemLoader(str(root)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-    )
+    held = HeldValues()
+    env = _template_environment(root, held)
     objects: list[Obj] = []
     for pattern in patterns:
         for path in _expand(root, pattern):
@@ -84,7 +118,12 @@ def render_templates(root: Path, patterns: list[str], context: Mapping[str, Any]
                 raise KubeloopError(f"{name}:{exc.lineno}: template error: {exc.message}") from exc
             except jinja2.TemplateError as exc:
                 raise KubeloopError(f"{name}: template error: {exc}") from exc
-            objects += _documents(text, name)
+            except UnicodeDecodeError as exc:
+                raise KubeloopError(f"{name}: cannot be read as UTF-8 text: {exc}") from exc
+            except (ArithmeticError, LookupError, TypeError, ValueError, RecursionError) as exc:
+                # The template's own expressions ({{ 1 / 0 }}, {{ n + "x" }}) raise these.
+                raise KubeloopError(f"{name}: template error: {type(exc).__name__}: {exc}") from exc
+            objects += _objects(documents(text, held, name), name)
     return objects
 
 
@@ -140,7 +179,7 @@ async def render_helm(config: LoadedConfig) -> list[Obj]:
 def _label(objects: list[Obj], project: str) -> None:
     for obj in objects:
         labels = obj.setdefault("metadata", {}).setdefault("labels", {}) or {}
-        labels.setdefault(MANAGED_BY, "kubeloop")
+        labels[MANAGED_BY] = "kubeloop"  # kubeloop applies it, whatever rendered it (Helm)
         labels[PROJECT_LABEL] = project
         obj["metadata"]["labels"] = labels
         # Pods carry the project label too, so logs and port-forwards can find them.
@@ -171,4 +210,5 @@ async def render(config: LoadedConfig, built: Mapping[str, str] | None = None) -
 
 
 def render_yaml(objects: list[Obj]) -> str:
+    """The objects as one multi-document YAML stream, in order."""
     return yaml.dump_all(objects, Dumper=_Dumper, sort_keys=False, default_flow_style=False)

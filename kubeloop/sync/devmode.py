@@ -4,7 +4,15 @@ replaces the process and keeps the synced files.
 
 The original pod template is stored on the object (annotation) in the same apply, so the
 change is recorded before it takes effect and ``kubeloop reset`` (or a plain
-``kubeloop deploy``) puts it back.
+``kubeloop deploy``, or ``kubeloop dev`` itself when it stops, unless told to keep the
+change) puts it back.
+
+Only Deployments, StatefulSets and DaemonSets are changed: their controllers replace the
+pods when the template changes, in both directions, so the undo is a patch of the
+template. A Job's pod template is immutable (the undo would be delete-and-recreate,
+which runs the Job again) and a bare ReplicaSet keeps its existing pods when its
+template changes (the undo would leave wrapped pods running), so dev mode leaves both
+alone and says so; their sync rules still sync files.
 """
 
 from __future__ import annotations
@@ -25,8 +33,11 @@ TOOLS = "/kubeloop"
 AGENT = f"{TOOLS}/kubeloop-agent"
 
 
-# Workloads whose pods dev mode may wrap (a CronJob's pods are not long-lived enough).
-SUPERVISED_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job")
+# Workloads whose pods dev mode may wrap, by their API path (see the module's docstring).
+SUPERVISED_KINDS = {"Deployment": "deployments", "StatefulSet": "statefulsets",
+                    "DaemonSet": "daemonsets"}  # fmt: skip
+# Wrapped by earlier kubeloop versions: reset still puts them back where it can.
+LEGACY_KINDS = {"ReplicaSet": "replicasets", "Job": "jobs"}
 
 
 def _matches(template: Obj, selector: dict[str, str]) -> bool:
@@ -53,15 +64,20 @@ async def original_command(container: Obj, registry: str) -> list[str]:
 
 
 async def inject_supervisor(objects: list[Obj], specs: list[SyncSpec], agent_image: str,
-                            registry: str) -> list[str]:  # fmt: skip
+                            registry: str, on_skip: Any = lambda _: None) -> list[str]:  # fmt: skip
     """Wrap the containers that restarting sync rules target; return what was changed."""
     changed = []
     for obj in objects:
-        template = pod_template(obj) if obj.get("kind") in SUPERVISED_KINDS else None
+        template = pod_template(obj)
         if template is None:
             continue
         for spec in specs:
             if spec.restart == "none" or not _matches(template, spec.selector):
+                continue
+            if obj.get("kind") not in SUPERVISED_KINDS:
+                on_skip(f"{obj['kind'].lower()}/{obj['metadata']['name']}: dev mode does not "
+                        "wrap a Job's or ReplicaSet's pods (the change could not be undone in "
+                        "place), so 'restart: process' restarts nothing there")  # fmt: skip
                 continue
             pod = template["spec"]
             target_name = spec.container or pod["containers"][0]["name"]
@@ -94,23 +110,39 @@ async def inject_supervisor(objects: list[Obj], specs: list[SyncSpec], agent_ima
     return changed
 
 
-async def reset(kube: Kube, namespace: str) -> list[str]:
-    """Put back every workload in ``namespace`` that dev mode changed."""
+def _restore_patch(original: Obj) -> list[Obj]:
+    return [
+        {"op": "replace", "path": "/spec/template", "value": original},
+        {"op": "remove", "path": f"/metadata/annotations/{ORIGINAL.replace('/', '~1')}"},
+    ]
+
+
+async def reset(kube: Kube, namespace: str, project: str | None = None,
+                only: set[str] | None = None, on_skip: Any = lambda _: None) -> list[str]:  # fmt: skip
+    """Put back every workload in ``namespace`` that dev mode changed (of ``project``
+    only, when given; of the ``only`` names, 'kind/name', when given)."""
+    from kubeloop.render.render import PROJECT_LABEL
+
+    params = {"labelSelector": f"{PROJECT_LABEL}={project}"} if project else {}
     restored = []
-    for plural in ("deployments", "statefulsets", "daemonsets"):
-        listing = await kube.request("GET", f"/apis/apps/v1/namespaces/{namespace}/{plural}")
+    for kind, plural in {**SUPERVISED_KINDS, **LEGACY_KINDS}.items():
+        base = f"/apis/{'batch' if kind == 'Job' else 'apps'}/v1/namespaces/{namespace}/{plural}"
+        listing = await kube.request("GET", base, params=params)
         for item in listing.get("items", []):
+            name = f"{kind.lower()}/{item['metadata']['name']}"
             annotations = item["metadata"].get("annotations") or {}
-            if ORIGINAL not in annotations:
+            if ORIGINAL not in annotations or (only is not None and name not in only):
                 continue
-            original = json.loads(annotations[ORIGINAL])
-            patch = [
-                {"op": "replace", "path": "/spec/template", "value": original},
-                {"op": "remove", "path": f"/metadata/annotations/{ORIGINAL.replace('/', '~1')}"},
-            ]
-            await kube.request(
-                "PATCH", f"/apis/apps/v1/namespaces/{namespace}/{plural}/{item['metadata']['name']}",
-                body=json.dumps(patch), content_type="application/json-patch+json",
-            )  # fmt: skip
-            restored.append(f"{plural[:-1]}/{item['metadata']['name']}")
+            if item["metadata"].get("ownerReferences"):
+                continue  # a Deployment's ReplicaSet (it copies the annotation): its owner counts
+            if kind == "Job":  # its pod template is immutable
+                on_skip(f"{name} cannot be put back in place (a Job's pod template cannot "
+                        "change): delete it and deploy again")  # fmt: skip
+                continue
+            patch = _restore_patch(json.loads(annotations[ORIGINAL]))
+            # As kubeloop's field manager: the next apply owns the template as before.
+            await kube.request("PATCH", f"{base}/{item['metadata']['name']}", body=json.dumps(patch),
+                               content_type="application/json-patch+json",
+                               params={"fieldManager": "kubeloop"})  # fmt: skip
+            restored.append(name)
     return restored

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -16,7 +17,7 @@ import httpx
 import pytest
 
 from kubeloop.cluster import ClusterInfo
-from kubeloop.cluster.native.host import programmed_service_addresses
+from kubeloop.cluster.native.iptables import programmed_service_addresses
 from kubeloop.deploy import RolloutError
 from kubeloop.devloop import open_session
 from kubeloop.devloop.dev import DevLoop
@@ -280,7 +281,7 @@ async def test_stopping_the_dev_command_leaves_nothing_running(
     same way: exit 128+signal without a traceback, what dev deployed removed (its
     dev-mode change with it). Even after SIGKILL, no port-forward or agent stream is
     left running: the kernel ends them with kubeloop."""
-    from kubeloop.cluster.native.host import processes_mentioning
+    from kubeloop.cluster.native.sweep import processes_mentioning
 
     folder = copy_example("add", tmp_path, namespace)
     config = folder / "kubeloop.yaml"
@@ -444,9 +445,9 @@ async def test_other_builders_build_and_deploy(
         monkeypatch.setenv("DOCKER_CONFIG", str(plugins.parent))
         kind = "docker"
     else:
-        from kubeloop.cluster.native.host import ensure_packages
+        from kubeloop.apt import ensure_commands
 
-        await ensure_packages(extra=(builder,), quiet=True)
+        await ensure_commands((builder,), quiet=True)
     folder = tmp_path / "hello"
     shutil.copytree(EXAMPLES / "hello", folder)
     (folder / "server.py").write_text(
@@ -500,3 +501,129 @@ async def test_helm_charts_render_and_deploy(
     await deploy_project(tmp_path / "kubeloop.yaml")
     found = await kube.get(f"/api/v1/namespaces/{namespace}/configmaps/demo-settings")
     assert found is not None and found["data"] == {"level": "from-values-file"}
+
+
+def _workloads_project(folder: Path, namespace: str) -> Path:
+    """A Deployment, a StatefulSet, a DaemonSet and a Job under one 'restart: process' sync
+    rule; no image to build."""
+    folder.mkdir()
+    (folder / "src").mkdir()
+    (folder / "src" / "file.txt").write_text("synced\n")
+    pod = ("    metadata: {labels: {app: KIND, dev: 'yes'}}\n    spec:\n"
+           "      terminationGracePeriodSeconds: 0\nRESTART"
+           "      containers: [{name: main, image: 'python:3.11-slim', "
+           "command: [sleep, '3600']}]\n")  # fmt: skip
+    docs = []
+    for kind, api, extra in [("Deployment", "apps/v1", ""), ("StatefulSet", "apps/v1", "  serviceName: s\n"),
+                             ("DaemonSet", "apps/v1", ""), ("Job", "batch/v1", "")]:  # fmt: skip
+        name = kind.lower()
+        selector = "" if kind == "Job" else f"  selector: {{matchLabels: {{app: {name}}}}}\n"
+        restart = "      restartPolicy: Never\n" if kind == "Job" else ""
+        docs.append(f"apiVersion: {api}\nkind: {kind}\nmetadata: {{name: {name}}}\nspec:\n"
+                    f"{extra}{selector}  template:\n"
+                    + pod.replace("KIND", name).replace("RESTART", restart))  # fmt: skip
+    (folder / "workloads.yaml").write_text("---\n".join(docs))
+    (folder / "kubeloop.yaml").write_text(
+        f"name: wl\nnamespace: {namespace}\nmanifests: {{raw: [workloads.yaml]}}\n"
+        "sync: [{selector: {dev: 'yes'}, src: src, dest: /srv, restart: process}]\n"
+    )
+    return folder / "kubeloop.yaml"
+
+
+WRAPPED = ("deployment", "statefulset", "daemonset")
+
+
+async def _templates(kube: Kube, namespace: str) -> dict[str, tuple[str, dict[str, str]]]:
+    """Each workload's live pod template (as JSON) and kubeloop's annotations (the
+    controllers' own, like the revision, count rollouts)."""
+    found = {}
+    for name in (*WRAPPED, "job"):
+        group = "batch" if name == "job" else "apps"
+        live = await kube.get(f"/apis/{group}/v1/namespaces/{namespace}/{name}s/{name}")
+        assert live is not None, name
+        annotations = live["metadata"].get("annotations") or {}
+        found[name] = (json.dumps(live["spec"]["template"], sort_keys=True),
+                       {k: v for k, v in annotations.items() if k.startswith("kubeloop.dev/")})  # fmt: skip
+    return found
+
+
+async def _dev_until_deployed(session: object, keep: bool) -> None:
+    """Run the dev loop until its first deploy is done, then stop it as Ctrl-C would."""
+    loop = DevLoop(session, printer=lambda *_: None)  # type: ignore[arg-type]
+    loop.session.config.project.dev.keep_changes = keep
+    task = asyncio.create_task(loop.run())
+    for _ in range(900):
+        if loop.syncers or task.done():
+            break
+        await asyncio.sleep(0.2)
+    assert loop.syncers, "dev did not deploy"
+    task.cancel()  # what SIGINT/SIGTERM do to the command's task
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.wait_for(task, 60)
+
+
+async def test_dev_mode_change_is_undone_when_dev_stops_and_reset_covers_every_kind(
+    tmp_path: Path, namespace: str, kube: Kube
+) -> None:
+    """The restored workloads are identical to a plain deploy's (the pod template's diff is
+    empty): when dev stops (default), and by reset after `dev` with keepChanges. Jobs are
+    not wrapped (immutable pod template), so there is nothing to undo there."""
+    from kubeloop.devloop.session import Session
+    from kubeloop.sync.devmode import AGENT, ORIGINAL, reset
+
+    config = _workloads_project(tmp_path / "wl", namespace)
+    session: Session = await open_session(config, cluster=CLUSTER)
+    try:
+        await session.deploy(quiet=True)
+        plain = await _templates(kube, namespace)
+        assert all(ORIGINAL not in annotations for _, annotations in plain.values())
+
+        await _dev_until_deployed(session, keep=False)
+        assert await _templates(kube, namespace) == plain  # undone as dev stopped
+
+        await _dev_until_deployed(session, keep=True)
+        kept = await _templates(kube, namespace)
+        for name in WRAPPED:
+            assert AGENT in kept[name][0] and ORIGINAL in kept[name][1], name
+        assert kept["job"] == plain["job"]  # a Job is never wrapped
+        restored = await reset(kube, namespace, "wl")
+        assert sorted(restored) == sorted(f"{name}/{name}" for name in WRAPPED)
+        assert await _templates(kube, namespace) == plain
+        assert await reset(kube, namespace, "wl") == []  # nothing left to undo
+    finally:
+        await session.close()
+
+
+async def test_sigterm_to_the_dev_command_restores_the_workloads(
+    tmp_path: Path, namespace: str, kube: Kube
+) -> None:
+    """The real CLI without --cleanup: SIGTERM (an IDE's stop button) ends it cleanly and
+    the workloads are back as a plain deploy left them."""
+    config = _workloads_project(tmp_path / "wl", namespace)
+    await deploy_project(config)
+    plain = await _templates(kube, namespace)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "kubeloop", "dev", "--config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    output = bytearray()
+    reader = asyncio.create_task(_collect(process.stdout, output))
+    try:
+        for _ in range(900):
+            if b"watching" in output:
+                break
+            assert process.returncode is None, output.decode()
+            await asyncio.sleep(0.2)
+        wrapped = await _templates(kube, namespace)
+        assert all(wrapped[name] != plain[name] for name in WRAPPED), output.decode()
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(process.wait(), 60)
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await reader
+    text = output.decode()
+    assert code == 143 and "Traceback" not in text, text
+    assert "restored deployment/deployment" in text, text
+    assert await _templates(kube, namespace) == plain

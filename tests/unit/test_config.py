@@ -54,3 +54,4 @@ def test_json_schema_is_published() -> None:
     schema = json_schema()
     assert schema["title"] == "kubeloop.yaml"
     assert {"artifacts", "manifests", "portForward", "environments"} <= set(schema["properties"])
+    assert "keepChanges" in schema["$defs"]["DevSettings"]["properties"]

@@ -81,3 +81,91 @@ async def test_helm_charts_need_helm(tmp_path: Path, monkeypatch: pytest.MonkeyP
     with pytest.raises(KubeloopError, match="'helm' is not installed") as caught:
         await render(config)
     assert caught.value.hint and "install Helm" in caught.value.hint
+
+
+async def _render_one(tmp_path: Path, template: str, values: dict[str, object]) -> list[dict]:  # type: ignore[type-arg]
+    import json
+
+    (tmp_path / "t.yaml.j2").write_text(template)
+    config = parse(_project(tmp_path, "{templates: [t.yaml.j2]}", json.dumps(values)).read_text(),
+                   tmp_path / "kubeloop.yaml")  # fmt: skip
+    return await render(config)
+
+
+CM = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, labels: {app: {{ app }}}}\n"
+SECRET = "x\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: stolen}\n"
+
+
+@pytest.mark.parametrize(
+    ("line", "value"),
+    [
+        ("data: {v: {{ v }}}", SECRET),  # flow mapping, plain
+        ("data:\n  v: {{ v }}", SECRET),  # block mapping, plain
+        ("data:\n  v: '{{ v }}'", SECRET + "'\nmore: '"),  # single-quoted, quote inside
+        ('data: {v: "{{ v }}"}', 'x", evil: "y'),  # double-quoted, breaks out of the quote
+        ("data: {v: {{ v }}}", "x, evil: y}\n---\n{a: b"),  # ends the flow mapping
+        ("data:\n  v: |\n    {{ v }}", "line1\nline2\n---\nkind: Secret"),  # block scalar
+        ("data:\n  v: pre-{{ v }}-post", "\n---\napiVersion: v1\n"),  # inside a longer scalar
+    ],
+    ids=["flow", "block", "single-quoted", "double-quoted", "flow-end", "block-scalar", "inside"],
+)
+async def test_a_value_cannot_add_structure(tmp_path: Path, line: str, value: str) -> None:
+    objects = await _render_one(tmp_path, CM + line + "\n", {"v": value, "app": "web"})
+    assert [o["kind"] for o in objects] == ["ConfigMap"]
+    assert list(objects[0]["data"]) == ["v"]
+    text = objects[0]["data"]["v"]
+    assert value in text or value.strip() in text  # verbatim (a block scalar keeps its own)
+
+
+async def test_labels_cannot_be_injected_through_a_flow_mapping(tmp_path: Path) -> None:
+    objects = await _render_one(tmp_path, CM, {"app": "web, kubeloop.dev/project: other"})
+    labels = objects[0]["metadata"]["labels"]
+    assert labels["app"] == "web, kubeloop.dev/project: other"
+    assert labels["kubeloop.dev/project"] == "p"
+
+
+async def test_values_keep_their_types(tmp_path: Path) -> None:
+    template = CM + (
+        "data:\n  n: {{ n }}\n  quoted: '{{ n }}'\n  joined: {{ n }}{{ n }}\n"
+        "  suffixed: {{ n }}-x\n  flag: {{ flag }}\n  list: {{ items }}\n  map: {{ nested }}\n"
+        "  text: {{ text }}\n  num_text: {{ num_text }}\n  json: '{{ nested | tojson }}'\n"
+        "  yaml: {{ nested | toyaml }}\n  empty: {{ nothing }}\n"
+    )
+    values = {"n": 4, "flag": True, "items": ["a", "b"], "nested": {"k": [1, "x"]},
+              "text": "[not, a, list]", "num_text": "8080", "nothing": None, "app": "web"}  # fmt: skip
+    data = (await _render_one(tmp_path, template, values))[0]["data"]
+    assert data == {"n": 4, "quoted": "4", "joined": 44, "suffixed": "4-x", "flag": True,
+                    "list": ["a", "b"], "map": {"k": [1, "x"]}, "text": "[not, a, list]",
+                    "num_text": 8080, "json": '{"k": [1, "x"]}', "yaml": {"k": [1, "x"]},
+                    "empty": None}  # fmt: skip
+
+
+async def test_macros_and_loops_still_write_structure(tmp_path: Path) -> None:
+    template = (
+        "{% macro labels(name) %}{app: {{ name }}, tier: web}{% endmacro %}"
+        "{% for app in apps %}---\napiVersion: v1\nkind: ConfigMap\n"
+        "metadata: {name: {{ app }}, labels: {{ labels(app) }}}\n{% endfor %}"
+    )
+    objects = await _render_one(tmp_path, template, {"apps": ["a", "b, c: d"]})
+    assert [o["metadata"]["name"] for o in objects] == ["a", "b, c: d"]
+    assert objects[1]["metadata"]["labels"]["app"] == "b, c: d"
+    assert objects[1]["metadata"]["labels"]["tier"] == "web"
+
+
+async def test_a_file_put_in_a_block_scalar_with_indent(tmp_path: Path) -> None:
+    """The usual way to embed a file (``indent(n)`` to the block's indentation) gives the
+    file as it was, and a multi-line value without indent is embedded whole too."""
+    template = CM + "data:\n  a.ini: |\n    {{ ini | indent(4) }}\n  b.ini: |\n    {{ ini }}\n"
+    ini = "[s]\nkey = 1\n---\nkind: Secret\n"
+    data = (await _render_one(tmp_path, template, {"ini": ini, "app": "w"}))[0]["data"]
+    assert data == {"a.ini": ini, "b.ini": ini}
+
+
+@pytest.mark.parametrize(
+    "template",
+    ["x: {{ 1 / 0 }}\n", "x: {{ n + 'a' }}\n", "x: {{ items[9] }}\n", "v: " + "9" * 5000 + "\n"],
+    ids=["zero-division", "type", "index", "5000-digits"],
+)
+async def test_template_mistakes_are_kubeloop_errors(tmp_path: Path, template: str) -> None:
+    with pytest.raises(KubeloopError, match=r"t\.yaml\.j2"):
+        await _render_one(tmp_path, template, {"n": 1, "items": []})

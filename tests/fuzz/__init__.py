@@ -1,0 +1,1 @@
+"""Bounded, seeded fuzzers: a pytest budget in CI, longer runs by hand."""

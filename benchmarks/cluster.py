@@ -20,6 +20,7 @@ import tempfile
 import time
 
 from kubeloop.cluster import create_cluster, delete_cluster, list_records
+from kubeloop.cluster.native.binaries import ensure_binaries
 from kubeloop.kube import Kube
 
 NAME = os.environ.get("KUBELOOP_TEST_CLUSTER", "kubeloop")
@@ -60,8 +61,6 @@ async def one_cycle() -> dict[str, float]:
 
 
 async def cold_binaries() -> float:
-    from kubeloop.cluster.native.binaries import ensure_binaries
-
     with tempfile.TemporaryDirectory(prefix="kubeloop-cold-") as cache:
         os.environ["KUBELOOP_CACHE_DIR"] = cache
         os.environ["GOCACHE"] = os.path.join(cache, "go-build")

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from kubeloop import ui
 from kubeloop.errors import KubeloopError
 
 
@@ -163,8 +164,6 @@ def init_project(folder: Path, name: str | None = None, port: int | None = None)
     written = []
     for path, text in files.items():
         if path.exists():
-            from kubeloop import ui
-
             ui.warn(f"{path} exists; left as it is")
             continue
         path.parent.mkdir(parents=True, exist_ok=True)

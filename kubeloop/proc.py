@@ -36,8 +36,9 @@ PR_SET_PDEATHSIG = 1
 
 
 @functools.cache
-def _prctl() -> Any:
-    return ctypes.CDLL(None, use_errno=True).prctl
+def _prctl() -> Callable[..., int]:
+    prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    return prctl
 
 
 def _die_with_parent(parent: int) -> None:

@@ -21,6 +21,8 @@ _console: Console | None = None
 def console() -> Console:
     global _console
     if _console is None:
+        # Start-up speed: rich loads on the first output, not when ui is imported
+        # (kubeloop.cluster imports ui; `kubeloop cluster list` prints no Rich output).
         from rich.console import Console
 
         _console = Console(stderr=True, highlight=False)

@@ -2,6 +2,10 @@
 
 ``create_cluster`` picks a provider when none is named: k3d, kind or minikube when the
 tool and a Docker engine are present, else the native provider on Linux as root.
+
+Start-up speed: ``kubeloop cluster list``/``kubeconfig`` and every project command import
+this package, so the providers (httpx, cryptography, kr8s), base images (httpx) and the
+native firewall code (asyncio) are imported inside the functions that use them.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import platform
 import shutil
 from collections.abc import Callable
 
+from kubeloop import ui
 from kubeloop.cluster.base import (
     ClusterInfo,
     ClusterStatus,
@@ -21,6 +26,7 @@ from kubeloop.cluster.base import (
     remove_record,
     save_record,
 )
+from kubeloop.cluster.native.layout import Layout
 from kubeloop.errors import KubeloopError
 
 __all__ = [
@@ -64,7 +70,7 @@ def choose_provider(docker_engine: bool) -> tuple[str, str]:
 
 
 def provider_for(name: str, context: str | None = None, registry: str | None = None) -> Provider:
-    if name == "native":
+    if name == "native":  # imports here: start-up speed (see the module docstring)
         from kubeloop.cluster.native.provider import NativeProvider
 
         return NativeProvider()
@@ -86,14 +92,16 @@ async def create_cluster(
     registry: str | None = None,
     quiet: bool = False,
 ) -> ClusterInfo:
-    from kubeloop import ui
-
+    """Create the cluster ``name`` and record it; a healthy one is returned at once, a
+    crashed or outdated native one is repaired. ``provider``: native, k3d, kind,
+    minikube or existing (with ``context`` and ``registry``); default: chosen for this
+    host (see choose_provider), or the recorded one."""
     existing = load_record(name)
     if provider is None:
         if existing is not None:
             provider = existing.provider
         else:
-            from kubeloop.images.seed import docker_engine_answers
+            from kubeloop.images.seed import docker_engine_answers  # start-up speed
 
             provider, why = choose_provider(await docker_engine_answers())
             if not quiet:
@@ -109,6 +117,7 @@ async def create_cluster(
 
 
 def get_cluster(name: str = DEFAULT_NAME) -> ClusterInfo:
+    """How to reach the recorded cluster ``name`` (kubeconfig, context, registry)."""
     info = load_record(name)
     if info is None:
         known = ", ".join(r.name for r in list_records()) or "none"
@@ -118,11 +127,11 @@ def get_cluster(name: str = DEFAULT_NAME) -> ClusterInfo:
 
 
 async def delete_cluster(name: str = DEFAULT_NAME, quiet: bool = False) -> None:
+    """Delete the cluster ``name`` and every trace it left on the host (an adopted
+    ``existing`` cluster is only forgotten)."""
     info = load_record(name)
     if info is None:
         # Nothing recorded; a half-made native cluster may still hold state on the host.
-        from kubeloop.cluster.native.layout import Layout
-
         if not Layout.for_cluster(name).state_root.exists():
             raise KubeloopError(f"no cluster named '{name}'", "list them: kubeloop cluster list")
         info = ClusterInfo(name, "native", "", "")
@@ -131,12 +140,15 @@ async def delete_cluster(name: str = DEFAULT_NAME, quiet: bool = False) -> None:
 
 
 async def cluster_status(name: str = DEFAULT_NAME) -> ClusterStatus:
+    """Whether each component runs and answers, and the node is Ready (``.healthy``)."""
     info = get_cluster(name)
     return await provider_for(info.provider).status(info)
 
 
 async def seed_base_image(image: str, name: str = DEFAULT_NAME, quiet: bool = False) -> str:
-    from kubeloop.images.seed import seed_image
+    """Make a base image (``python:3.11-slim``...) from Debian packages and push it to the
+    cluster's registry; return its reference there."""
+    from kubeloop.images.seed import seed_image  # start-up speed
 
     info = get_cluster(name)
     if not info.registry:
@@ -155,6 +167,6 @@ async def wait_services_routed(addresses: set[str],
                                on_wait: Callable[[str], None] = lambda _: None) -> None:  # fmt: skip
     """On a host that routes Service addresses (see routes_services_on_host), wait until
     kube-proxy routes these, so that a deploy that returned can be used at once."""
-    from kubeloop.cluster.native.host import wait_services_programmed
+    from kubeloop.cluster.native.iptables import wait_services_programmed  # start-up speed
 
     await wait_services_programmed(addresses, on_wait=on_wait)

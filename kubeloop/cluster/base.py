@@ -83,6 +83,7 @@ def load_record(name: str) -> ClusterInfo | None:
 
 
 def list_records() -> list[ClusterInfo]:
+    """Every cluster kubeloop created or adopted, by name."""
     found = []
     for path in sorted(_records().glob("*.json")):
         record = load_record(path.stem)

@@ -11,6 +11,7 @@ from kubeloop.cluster.base import ClusterInfo, ClusterStatus, ComponentStatus
 from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube
 from kubeloop.kube.client import node_is_ready
+from kubeloop.kube.kubeconfig import read as read_kubeconfig
 from kubeloop.paths import default_kubeconfig
 from kubeloop.proc import run
 
@@ -147,10 +148,8 @@ class ExistingProvider:
         self.registry = registry
 
     async def create(self, name: str, quiet: bool = False) -> ClusterInfo:
-        from kubeloop.cluster.kubeconfig import _load
-
         path = default_kubeconfig()
-        config = _load(path)
+        config = read_kubeconfig(path)
         context = self.context or config.get("current-context")
         if not context:
             raise KubeloopError(f"no current context in {path}",

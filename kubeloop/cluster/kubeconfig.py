@@ -3,7 +3,7 @@
 The file is the user's: edits go through ruamel.yaml's round-trip mode, so comments, key
 order, indentation and quoting stay as they were; the file keeps its owner and mode; a
 symlinked kubeconfig stays a symlink (its target is rewritten); and a file that does not
-change is not written at all.
+change is not written at all. Reading one is kubeloop.kube.kubeconfig's job.
 """
 
 from __future__ import annotations
@@ -15,39 +15,18 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+from ruamel.yaml.util import load_yaml_guess_indent
 
 from kubeloop.errors import KubeloopError
 
-try:
-    from yaml import CSafeLoader as Loader
-except ImportError:  # pragma: no cover - PyYAML without libyaml
-    from yaml import SafeLoader as Loader  # type: ignore[assignment]
-
 SECTIONS = ("clusters", "users", "contexts")
-
-
-def _load(path: Path) -> dict[str, Any]:
-    """Read-only view (PyYAML's C loader: fast, for lookups on every command)."""
-    if not path.exists() or not path.read_text().strip():
-        return {"apiVersion": "v1", "kind": "Config", "clusters": [], "users": [], "contexts": []}
-    try:
-        data = yaml.load(path.read_text(), Loader=Loader)
-    except yaml.YAMLError as exc:
-        raise KubeloopError(f"{path} is not valid YAML: {exc}",
-                            f"repair {path}; kubeloop will not overwrite it") from exc  # fmt: skip
-    if not isinstance(data, dict):
-        raise KubeloopError(f"{path} is not a kubeconfig", f"repair or move {path}")
-    return data
 
 
 def _edit(path: Path, change: Callable[[dict[str, Any]], None]) -> None:
     """Apply ``change`` to the kubeconfig at ``path`` (through a symlink to its target),
     keeping comments, layout, owner and mode; write only if something changed."""
-    from ruamel.yaml import YAML
-    from ruamel.yaml.error import YAMLError
-    from ruamel.yaml.util import load_yaml_guess_indent
-
     target = Path(os.path.realpath(path))
     text = target.read_text() if target.exists() else ""
     rt = YAML()
@@ -155,19 +134,3 @@ def forget_user(path: Path, name: str, user: Mapping[str, Any]) -> None:
             isinstance(u, dict) and u.get("name") == name and u.get("user") == dict(user))]  # fmt: skip
 
     _edit(path, change)
-
-
-def server_of(path: Path, context: str | None = None) -> str | None:
-    """The API server address ``context`` (default: the current one) names, if any."""
-    try:
-        data = _load(path)
-        name = context or data["current-context"]
-        entry = next(c["context"] for c in data["contexts"] if c["name"] == name)
-        return str(next(c["cluster"]["server"] for c in data["clusters"]
-                        if c["name"] == entry["cluster"]))  # fmt: skip
-    except (OSError, KubeloopError, KeyError, TypeError, StopIteration):
-        return None
-
-
-def contexts(path: Path) -> list[str]:
-    return [c.get("name", "") for c in _load(path).get("contexts") or []]

@@ -8,6 +8,7 @@ Layers are streamed from disk, never held in memory.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import hashlib
 import io
@@ -123,7 +124,7 @@ def image_config(layers: list[Layer], config: ImageConfig) -> bytes:
 
 async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
     with path.open("rb") as handle:
-        while chunk := handle.read(1 << 20):
+        while chunk := await asyncio.to_thread(handle.read, 1 << 20):
             yield chunk
 
 
@@ -194,7 +195,7 @@ async def push_layers(reference: str, layers: list[Layer], config: ImageConfig) 
 async def push_rootfs(reference: str, rootfs: Path, config: ImageConfig) -> str:
     """Push a directory as a one-layer image."""
     with tempfile.TemporaryDirectory(prefix="kubeloop-layer-") as work:
-        layer = layer_from_dir(rootfs, Path(work))
+        layer = await asyncio.to_thread(layer_from_dir, rootfs, Path(work))
         return await push_layers(reference, [layer], config)
 
 
@@ -202,18 +203,23 @@ async def push_files(
     reference: str, files: dict[str, tuple[bytes, int]], config: ImageConfig
 ) -> str:
     with tempfile.TemporaryDirectory(prefix="kubeloop-layer-") as work:
-        layer = layer_from_files(files, Path(work))
+        # Gzip of a binary (the pause image's, the sync agent's): CPU work, in a thread.
+        layer = await asyncio.to_thread(layer_from_files, files, Path(work))
         return await push_layers(reference, [layer], config)
 
 
 async def push_layer_file(reference: str, layer_path: Path, config: ImageConfig) -> str:
     """Push a cached, already gzipped layer (its digests are recomputed)."""
+    layer = await asyncio.to_thread(_layer_of_file, layer_path)
+    return await push_layers(reference, [layer], config)
+
+
+def _layer_of_file(layer_path: Path) -> Layer:
     diff = hashlib.sha256()
     with gzip.open(layer_path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             diff.update(chunk)
-    layer = _finish_layer(layer_path, diff.hexdigest())
-    return await push_layers(reference, [layer], config)
+    return _finish_layer(layer_path, diff.hexdigest())
 
 
 async def manifest_exists(reference: str) -> bool:

@@ -8,6 +8,7 @@ engine when one runs, so ``FROM python:3.11-slim`` works offline in every builde
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import tempfile
@@ -15,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubeloop import ui
+from kubeloop import apt, ui
 from kubeloop.errors import KubeloopError
 from kubeloop.images.registry import ImageConfig, Layer, layer_from_dir, push_layers
 from kubeloop.paths import cache_dir
@@ -146,10 +147,7 @@ async def _apt_install(
 
 
 async def build_rootfs_layer(name: str, recipe: SeedRecipe, quiet: bool = False) -> Layer:
-    if shutil.which("debootstrap") is None:
-        from kubeloop.cluster.native.host import ensure_packages
-
-        await ensure_packages(extra=("debootstrap",), quiet=quiet)
+    await apt.ensure_commands(("debootstrap",), quiet=quiet)
     debootstrap = shutil.which("debootstrap")
     if debootstrap is None:
         raise KubeloopError("making a base image needs debootstrap", "apt-get install debootstrap")
@@ -165,18 +163,24 @@ async def build_rootfs_layer(name: str, recipe: SeedRecipe, quiet: bool = False)
                 await _apt_install(root, recipe.packages, progress.detail)
             for command in recipe.fixups:
                 await run(["chroot", str(root), "sh", "-c", command])
-            for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "dev", "proc", "sys",
-                         "run", "tmp"):  # fmt: skip
-                directory = root / junk
-                if directory.exists():
-                    for child in directory.iterdir():
-                        if child.is_dir() and not child.is_symlink():
-                            shutil.rmtree(child, ignore_errors=True)
-                        else:
-                            child.unlink(missing_ok=True)
+            await asyncio.to_thread(_remove_junk, root)
             progress.detail("packing the layer")
-            layer = layer_from_dir(root, Path(work))
+            # Tar and gzip of a few hundred MB: seconds of CPU, off the event loop.
+            layer = await asyncio.to_thread(layer_from_dir, root, Path(work))
             return _store_layer(name, layer)
+
+
+def _remove_junk(root: Path) -> None:
+    """Empty the folders an image should not carry (apt's caches, runtime mounts)."""
+    for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "dev", "proc", "sys", "run",
+                 "tmp"):  # fmt: skip
+        directory = root / junk
+        if directory.exists():
+            for child in directory.iterdir():
+                if child.is_dir() and not child.is_symlink():
+                    shutil.rmtree(child, ignore_errors=True)
+                else:
+                    child.unlink(missing_ok=True)
 
 
 async def seed_image(name: str, registry: str, quiet: bool = False) -> str:

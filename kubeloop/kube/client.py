@@ -7,21 +7,23 @@ discovery, and waits that explain what they are waiting for when they time out.
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import Any, cast
 
 import httpx
 
+from kubeloop.core import Obj, WaitTimeout, wait_until
 from kubeloop.errors import KubeloopError
+from kubeloop.kube.kubeconfig import server_of
 
 FIELD_MANAGER = "kubeloop"
-Obj = dict[str, Any]
 
 
 class KubeError(KubeloopError):
+    """A Kubernetes API request failed; ``status`` is the HTTP status when there was one."""
+
     def __init__(self, message: str, status: int | None = None, hint: str | None = None) -> None:
         super().__init__(message, hint)
         self.status = status
@@ -30,7 +32,7 @@ class KubeError(KubeloopError):
 class Kube:
     """One connection to one cluster."""
 
-    def __init__(self, api: Any) -> None:
+    def __init__(self, api: Any) -> None:  # a kr8s.asyncio.Api (kr8s ships no types)
         self._api = api
         self._resources: dict[str, dict[str, tuple[str, bool]]] = {}
 
@@ -38,6 +40,8 @@ class Kube:
     async def connect(
         cls, kubeconfig: Path | str | None = None, context: str | None = None
     ) -> Kube:
+        # Start-up speed: kr8s takes ~0.4 s to import, so it loads on the first
+        # connection, not with this module (imported by every project command).
         import kr8s.asyncio
 
         try:
@@ -45,8 +49,6 @@ class Kube:
                 kubeconfig=str(kubeconfig) if kubeconfig else None, context=context
             )
         except httpx.TransportError as exc:  # kr8s asks the server its version at once
-            from kubeloop.cluster.kubeconfig import server_of
-
             server = server_of(Path(kubeconfig), context) if kubeconfig else None
             raise KubeError(
                 f"cannot reach the Kubernetes API server{f' at {server}' if server else ''}: "
@@ -159,21 +161,25 @@ class Kube:
         return cast(Obj, await self._api.version())
 
     async def wait_for(
-        self, path: str, ready: Any, what: str, timeout: float, interval: float = 0.2
-    ) -> Obj:
+        self, path: str, ready: Callable[[Obj], bool], what: str, timeout: float,
+        interval: float = 0.2,
+    ) -> Obj:  # fmt: skip
         """Poll ``path`` until ``ready(obj)`` is true; on timeout, say what was seen."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
         last: Obj | None = None
-        while True:
+
+        async def seen_ready() -> bool:
+            nonlocal last
             last = await self.get(path)
-            if last is not None and ready(last):
-                return last
-            if loop.time() > deadline:
-                status = json.dumps((last or {}).get("status", {}))[:600]
-                raise KubeError(f"timed out after {timeout:.0f}s waiting for {what}; last status: "
-                                f"{status}")  # fmt: skip
-            await asyncio.sleep(interval)
+            return last is not None and ready(last)
+
+        try:
+            await wait_until(seen_ready, timeout, interval, what)
+        except WaitTimeout:
+            status = json.dumps((last or {}).get("status", {}))[:600]
+            raise KubeError(f"timed out after {timeout:.0f}s waiting for {what}; last status: "
+                            f"{status}") from None  # fmt: skip
+        assert last is not None
+        return last
 
     async def wait_node_ready(self, name: str, timeout: float = 60) -> Obj:
         return await self.wait_for(f"/api/v1/nodes/{name}", node_is_ready, f"node {name} Ready",

@@ -14,9 +14,12 @@ import pytest
 
 from kubeloop.build import build_and_push
 from kubeloop.cluster import ClusterInfo, cluster_status, create_cluster
-from kubeloop.cluster.native.layout import KUBERNETES_VERSION, POD_CIDR, SERVICE_CIDR
+from kubeloop.cluster.native.daemons import running_pid
+from kubeloop.cluster.native.layout import KUBERNETES_VERSION, POD_CIDR, SERVICE_CIDR, Layout
+from kubeloop.cluster.native.provider import daemon_specs
+from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube
-from tests.integration.conftest import APPS, CLUSTER, Env, kubectl
+from tests.integration.conftest import APPS, Env, kubectl
 
 PYTHON = "python:3.11-slim"
 
@@ -57,12 +60,14 @@ def service(name: str, namespace: str) -> dict[str, Any]:
     }
 
 
-async def test_node_is_ready_on_the_pinned_version(kube: Kube, cluster: ClusterInfo) -> None:
-    status = await cluster_status(CLUSTER)
+async def test_node_is_ready_on_the_pinned_version(
+    kube: Kube, cluster: ClusterInfo, cluster_name: str
+) -> None:
+    status = await cluster_status(cluster_name)
     assert status.healthy, status
     assert (await kube.version())["gitVersion"] == KUBERNETES_VERSION
     nodes = (await kube.request("GET", "/api/v1/nodes"))["items"]
-    assert [n["metadata"]["name"] for n in nodes] == [CLUSTER]
+    assert [n["metadata"]["name"] for n in nodes] == [cluster_name]
 
 
 async def test_pod_gets_an_address_from_the_cni_bridge(kube: Kube, namespace: str) -> None:
@@ -203,25 +208,23 @@ async def test_deployment_built_from_a_local_dockerfile_rolls_out(
     assert again.image == built.image and not again.built
 
 
-async def test_create_on_a_healthy_cluster_is_a_fast_no_op(cluster: ClusterInfo) -> None:
-    from kubeloop.cluster.native.daemons import running_pid
-    from kubeloop.cluster.native.layout import Layout
-    from kubeloop.cluster.native.provider import daemon_specs
-
-    specs = daemon_specs(Layout.for_cluster(CLUSTER))
+async def test_create_on_a_healthy_cluster_is_a_fast_no_op(
+    cluster: ClusterInfo, cluster_name: str
+) -> None:
+    specs = daemon_specs(Layout.for_cluster(cluster_name))
     before = {n: running_pid(d) for n, d in specs.items()}
     started = time.monotonic()
-    again = await create_cluster(CLUSTER, provider="native", quiet=True)
+    again = await create_cluster(cluster_name, provider="native", quiet=True)
     elapsed = time.monotonic() - started
     assert again == cluster
     assert {n: running_pid(d) for n, d in specs.items()} == before
     assert elapsed < 5, f"a no-op create took {elapsed:.1f}s"
 
 
-async def test_a_second_native_cluster_is_refused_clearly(cluster: ClusterInfo) -> None:
-    from kubeloop.errors import KubeloopError
-
+async def test_a_second_native_cluster_is_refused_clearly(
+    cluster: ClusterInfo, cluster_name: str
+) -> None:
     with pytest.raises(KubeloopError) as caught:
         await create_cluster("second", provider="native", quiet=True)
-    assert f"named '{CLUSTER}' already exists" in caught.value.message
+    assert f"named '{cluster_name}' already exists" in caught.value.message
     assert caught.value.hint and "kubeloop cluster delete" in caught.value.hint

@@ -13,17 +13,16 @@ import pytest
 import yaml
 
 from kubeloop.cluster import ClusterInfo, cluster_status, create_cluster
-from kubeloop.cluster.native import host
 from kubeloop.cluster.native.daemons import running_pid, started_with
 from kubeloop.cluster.native.layout import Layout
+from kubeloop.cluster.native.preflight import foreign_kube_chains
 from kubeloop.cluster.native.provider import CONFIG_VERSION, daemon_specs
 from kubeloop.paths import default_kubeconfig
-from tests.integration.conftest import CLUSTER
 
 
 @pytest.fixture
-def layout(cluster: ClusterInfo) -> Layout:
-    return Layout.for_cluster(CLUSTER)
+def layout(cluster: ClusterInfo, cluster_name: str) -> Layout:
+    return Layout.for_cluster(cluster_name)
 
 
 def _tls(layout: Layout, cert: str | None) -> ssl.SSLContext:
@@ -77,23 +76,25 @@ async def test_the_api_server_answers_anonymous_requests_with_401(layout: Layout
         assert (await admin.get(f"https://127.0.0.1:{layout.ports.apiserver}/readyz")).is_success
 
 
-async def test_another_kubernetes_chains_refuse_a_new_cluster(tmp_path: Path) -> None:
+async def test_another_kubernetes_chains_refuse_a_new_cluster(
+    tmp_path: Path, layout: Layout
+) -> None:
     # The running cluster's kube-proxy chains, seen from a cluster with no record of
     # them, are another Kubernetes' chains.
     fresh = Layout("fresh", tmp_path / "state", tmp_path / "run")
-    [problem] = await host.foreign_kube_chains(fresh)
+    [problem] = await foreign_kube_chains(fresh)
     assert "another Kubernetes' chains (KUBE-" in problem.what
     assert "k3s-killall.sh" in problem.fix
-    assert await host.foreign_kube_chains(Layout.for_cluster(CLUSTER)) == []
+    assert await foreign_kube_chains(layout) == []
 
 
-def test_the_users_kubeconfig_names_are_kubeloops(cluster: ClusterInfo) -> None:
+def test_the_users_kubeconfig_names_are_kubeloops(layout: Layout) -> None:
     config = yaml.safe_load(default_kubeconfig().read_text())
-    name = f"kubeloop-{CLUSTER}"
+    name = f"kubeloop-{layout.name}"
     [context] = [c for c in config["contexts"] if c["name"] == name]
     assert context["context"] == {"cluster": name, "user": name}
     assert name in [u["name"] for u in config["users"]]
-    ours = yaml.safe_load(Layout.for_cluster(CLUSTER).admin_kubeconfig.read_text())
+    ours = yaml.safe_load(layout.admin_kubeconfig.read_text())
     same = [u for u in config["users"] if u["user"] == ours["users"][0]["user"]]
     assert [u["name"] for u in same] == [name]  # no "admin" copy of our credentials
 
@@ -110,7 +111,7 @@ async def test_create_upgrades_an_outdated_cluster_restarting_only_what_changed(
     proxy.pid_file.write_text(" ".join(proxy.pid_file.read_text().split()[:2]) + "\n")
     assert started_with(proxy) is None
 
-    await create_cluster(CLUSTER, provider="native", quiet=True)
+    await create_cluster(layout.name, provider="native", quiet=True)
     after = {n: running_pid(d) for n, d in specs.items()}
     assert after["kube-proxy"] not in (None, before["kube-proxy"])
     assert {n: p for n, p in after.items() if n != "kube-proxy"} == {
@@ -118,4 +119,4 @@ async def test_create_upgrades_an_outdated_cluster_restarting_only_what_changed(
     }
     assert layout.config_stamp.read_text() == CONFIG_VERSION
     assert started_with(proxy) is not None
-    assert (await cluster_status(CLUSTER)).healthy
+    assert (await cluster_status(layout.name)).healthy

@@ -1,5 +1,6 @@
-"""Crash recovery, clean deletion, and refusing bad hosts. Runs last (it deletes and
-recreates the session's cluster)."""
+"""Crash recovery, clean deletion, and refusing bad hosts. Marked disruptive: these
+tests crash, delete and recreate the session's cluster, so the conftest runs them after
+every other test."""
 
 from __future__ import annotations
 
@@ -17,37 +18,47 @@ from pathlib import Path
 import pytest
 
 from kubeloop.cluster import ClusterInfo, cluster_status, create_cluster, delete_cluster
-from kubeloop.cluster.native import host
+from kubeloop.cluster.native import changes, sweep
+from kubeloop.cluster.native.binaries import components, ensure_binaries
 from kubeloop.cluster.native.daemons import running_pid
+from kubeloop.cluster.native.iptables import kube_component_chains, remove_iptables
 from kubeloop.cluster.native.layout import Layout, Ports
+from kubeloop.cluster.native.preflight import preflight
 from kubeloop.cluster.native.provider import daemon_specs
+from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube
 from kubeloop.paths import default_kubeconfig
 from kubeloop.proc import run
-from tests.integration.conftest import CLUSTER
+from tests.integration.test_cluster import server_pod
+
+# Each test recreates the cluster at least once (about a minute each from cached
+# binaries), more than the suite's default per-test timeout allows.
+pytestmark = [pytest.mark.disruptive, pytest.mark.timeout(1200)]
 
 
-async def test_create_recovers_after_components_crash(kube: Kube, namespace: str) -> None:
-    from tests.integration.test_cluster import server_pod
-
+async def test_create_recovers_after_components_crash(
+    kube: Kube, namespace: str, cluster_name: str
+) -> None:
     await kube.apply(server_pod("survivor", namespace))
     await kube.wait_pod_running(namespace, "survivor", 90)
-    specs = daemon_specs(Layout.for_cluster(CLUSTER))
+    specs = daemon_specs(Layout.for_cluster(cluster_name))
     for name in ("kube-apiserver", "kubelet", "containerd", "coredns"):
         pid = running_pid(specs[name])
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
-    assert not (await cluster_status(CLUSTER)).healthy
+    assert not (await cluster_status(cluster_name)).healthy
 
-    await create_cluster(CLUSTER, provider="native", quiet=True)
-    status = await cluster_status(CLUSTER)
+    await create_cluster(cluster_name, provider="native", quiet=True)
+    status = await cluster_status(cluster_name)
     assert status.healthy, status
     pod = await kube.wait_pod_running(namespace, "survivor", 90)
     assert pod["status"]["phase"] == "Running"
 
 
-async def test_delete_leaves_nothing_and_create_comes_back(cluster: ClusterInfo) -> None:
-    layout = Layout.for_cluster(CLUSTER)
+async def test_delete_leaves_nothing_and_create_comes_back(
+    cluster: ClusterInfo, cluster_name: str
+) -> None:
+    layout = Layout.for_cluster(cluster_name)
     changes = json.loads((layout.state_root / "host-changes.json").read_text())
     # Another tool's KUBE-* chain (k3s' kube-router makes these) and its jump: not ours.
     foreign = ["iptables", "-A", "INPUT", "-j", "KUBE-ROUTER-INPUT"]
@@ -55,13 +66,13 @@ async def test_delete_leaves_nothing_and_create_comes_back(cluster: ClusterInfo)
     await run(foreign)
     try:
         started = time.monotonic()
-        await delete_cluster(CLUSTER, quiet=True)
+        await delete_cluster(cluster_name, quiet=True)
         delete_seconds = time.monotonic() - started
 
-        assert host.leftovers(layout) == []
+        assert sweep.leftovers(layout) == []
         for save in ("iptables-save", "ip6tables-save"):
             rules = (await run([save])).stdout
-            assert "KUBELOOP-" not in rules and host.kube_component_chains(rules) == []
+            assert "KUBELOOP-" not in rules and kube_component_chains(rules) == []
             assert f'\\"{layout.cni_network}\\"' not in rules
         assert "-A INPUT -j KUBE-ROUTER-INPUT" in (await run(["iptables", "-S", "INPUT"])).stdout
         # Every host setting is back as it was before the cluster (the kubelet's too).
@@ -70,15 +81,15 @@ async def test_delete_leaves_nothing_and_create_comes_back(cluster: ClusterInfo)
                 current = Path("/proc/sys", key.removeprefix("sysctl:")).read_text().strip()
                 assert current == original, key
         assert not Path("/sys/class/net/kubeloop0").exists()
-        assert f"kubeloop-{CLUSTER}" not in default_kubeconfig().read_text()
-        assert not host.processes_mentioning(str(layout.state_root), str(layout.run_root))
+        assert f"kubeloop-{cluster_name}" not in default_kubeconfig().read_text()
+        assert not sweep.processes_mentioning(str(layout.state_root), str(layout.run_root))
         assert delete_seconds < 30
     finally:
         await run(["iptables", "-D", *foreign[2:]], check=False)
         await run(["iptables", "-X", "KUBE-ROUTER-INPUT"], check=False)
 
-    again = await create_cluster(CLUSTER, provider="native", quiet=True)
-    assert (await cluster_status(CLUSTER)).healthy
+    again = await create_cluster(cluster_name, provider="native", quiet=True)
+    assert (await cluster_status(cluster_name)).healthy
     assert again.kubeconfig == cluster.kubeconfig
 
 
@@ -116,7 +127,7 @@ def test_a_busy_port_is_named_with_its_owner() -> None:
         busy.listen()
         port = busy.getsockname()[1]
         layout = Layout("probe", Path("/nonexistent"), Path("/nonexistent"), Ports(apiserver=port))
-        problems = host.preflight(layout)
+        problems = preflight(layout)
     busy_port = [p for p in problems if f"port {port} " in p.what]
     assert busy_port, problems
     assert "apiserver" in busy_port[0].what and f"pid {os.getpid()}" in busy_port[0].what
@@ -126,49 +137,46 @@ def test_a_missing_command_is_reported_with_its_package(monkeypatch: object) -> 
     env = {"PATH": "/nonexistent"}
     result = subprocess.run(
         [sys.executable, "-c",
-         "from kubeloop.cluster.native import host\n"
-         "for p in host.missing_commands(): print(p.what, '|', p.fix)"],
+         "from kubeloop.cluster.native.preflight import missing_commands\n"
+         "for p in missing_commands(): print(p.what, '|', p.fix)"],
         capture_output=True, text=True, env={**os.environ, **env}, check=True,
     )  # fmt: skip
     assert "'containerd' is not installed | apt-get install containerd" in result.stdout
     assert "'docker-registry' is not installed | apt-get install docker-registry" in result.stdout
 
 
-async def test_create_recovers_after_a_reboot(cluster: ClusterInfo) -> None:
+async def test_create_recovers_after_a_reboot(cluster: ClusterInfo, cluster_name: str) -> None:
     """A reboot loses every process, mount, /run, the bridge, firewall rules and sysctls;
     the state under /var/lib stays. create must bring the same cluster back."""
-    layout = Layout.for_cluster(CLUSTER)
+    layout = Layout.for_cluster(cluster_name)
     specs = daemon_specs(layout)
     for daemon in specs.values():
         pid = running_pid(daemon)
         if pid:
             os.kill(pid, signal.SIGKILL)
-    await host.kill_pod_processes(layout)
-    await host.kill_processes(
-        host.processes_mentioning(str(layout.state_root), str(layout.run_root))
+    await sweep.kill_pod_processes(layout)
+    await sweep.kill_processes(
+        sweep.processes_mentioning(str(layout.state_root), str(layout.run_root))
     )
-    host.unmount_all(layout.state_root, layout.run_root)
+    sweep.unmount_all(layout.state_root, layout.run_root)
     shutil.rmtree(layout.run_root)
-    await host.remove_network(layout)
-    await host.remove_iptables(layout)
-    host.remove_cgroups(layout)
-    await host.restore(layout)
+    await sweep.remove_network(layout)
+    await remove_iptables(layout)
+    sweep.remove_cgroups(layout)
+    await changes.restore(layout)
     assert layout.marker.exists()
 
-    info = await create_cluster(CLUSTER, provider="native", quiet=True)
+    info = await create_cluster(cluster_name, provider="native", quiet=True)
     assert info == cluster
-    assert (await cluster_status(CLUSTER)).healthy
+    assert (await cluster_status(cluster_name)).healthy
 
 
 async def test_a_create_that_fails_midway_cleans_up(
-    cluster: ClusterInfo, monkeypatch: pytest.MonkeyPatch
+    cluster: ClusterInfo, cluster_name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A broken component binary: create says which and why, and leaves nothing."""
-    from kubeloop.cluster.native.binaries import components, ensure_binaries
-    from kubeloop.errors import KubeloopError
-
     real = await ensure_binaries(quiet=True)
-    await delete_cluster(CLUSTER, quiet=True)
+    await delete_cluster(cluster_name, quiet=True)
     broken_cache = Path(tempfile.mkdtemp(prefix="kubeloop-broken-"))
     monkeypatch.setenv("KUBELOOP_CACHE_DIR", str(broken_cache))
     for component in components():
@@ -182,14 +190,14 @@ async def test_a_create_that_fails_midway_cleans_up(
     scheduler.chmod(0o755)
     try:
         with pytest.raises(KubeloopError) as caught:
-            await create_cluster(CLUSTER, provider="native", quiet=True)
+            await create_cluster(cluster_name, provider="native", quiet=True)
         assert "kube-scheduler exited during start-up" in caught.value.message
         assert "cannot load its configuration" in caught.value.message
-        layout = Layout.for_cluster(CLUSTER)
-        assert host.leftovers(layout) == []
-        assert (broken_cache / "failed-logs" / CLUSTER / "kube-scheduler.log").exists()
+        layout = Layout.for_cluster(cluster_name)
+        assert sweep.leftovers(layout) == []
+        assert (broken_cache / "failed-logs" / cluster_name / "kube-scheduler.log").exists()
     finally:
         monkeypatch.delenv("KUBELOOP_CACHE_DIR")
         shutil.rmtree(broken_cache, ignore_errors=True)
-        await create_cluster(CLUSTER, provider="native", quiet=True)
-    assert (await cluster_status(CLUSTER)).healthy
+        await create_cluster(cluster_name, provider="native", quiet=True)
+    assert (await cluster_status(cluster_name)).healthy

@@ -1,11 +1,14 @@
 import gzip
 import hashlib
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 
-from kubeloop.build.docker import content_tag
+from kubeloop import apt
+from kubeloop.build.docker import base_images, content_tag
 from kubeloop.errors import KubeloopError
 from kubeloop.images.registry import layer_from_files, split_reference
 from kubeloop.images.seed import registry_reference
@@ -44,11 +47,32 @@ def test_content_tag_follows_sources_and_dockerignore(tmp_path: Path) -> None:
 
 
 def test_base_images_skip_stages_scratch_and_args(tmp_path: Path) -> None:
-    from kubeloop.build.docker import base_images
-
     dockerfile = tmp_path / "Dockerfile"
     dockerfile.write_text(
         "ARG V=1\nFROM golang:1.19 AS build\nRUN x\nFROM --platform=linux/amd64 build AS again\n"
         "FROM debian:bookworm-slim\nFROM scratch\nFROM repo/img:${V}\n"
     )
     assert base_images(dockerfile) == ["golang:1.19", "debian:bookworm-slim"]
+
+
+def test_images_do_not_depend_on_clusters() -> None:
+    """Base images are made and pushed without the cluster layer (a lower layer)."""
+    code = "import kubeloop.images, sys; print(' '.join(sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.split()  # fmt: skip
+    assert "kubeloop.images.seed" in loaded
+    assert not [m for m in loaded if m.startswith("kubeloop.cluster")]
+
+
+async def test_a_missing_command_is_installed_from_its_package(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked: list[list[str]] = []
+
+    async def install(packages: list[str], quiet: bool = False) -> None:
+        asked.append(packages)
+
+    monkeypatch.setattr(apt, "install", install)
+    await apt.ensure_commands(("sh", "no-such-command-here"), quiet=True)
+    assert asked == [["no-such-command-here"]]
+    assert apt.missing({"sh": "dash", "no-such-command-here": "pkg"}) == ["pkg"]

@@ -1,7 +1,8 @@
-from kubeloop.cluster.native.host import (
+from kubeloop.cluster.native.iptables import (
     iptables_cleanup_script,
     jump_is_placed,
     kube_component_chains,
+    programmed_service_addresses,
     registry_guard_rule,
 )
 
@@ -91,8 +92,6 @@ def test_the_registry_guard_rejects_every_uid_but_root() -> None:
 
 
 def test_programmed_service_addresses_come_from_kube_services_rules() -> None:
-    from kubeloop.cluster.native.host import programmed_service_addresses
-
     dump = """*nat
 :KUBE-SERVICES - [0:0]
 -A KUBE-SERVICES -d 10.96.0.1/32 -p tcp -m comment --comment "default/kubernetes:https cluster IP" -m tcp --dport 443 -j KUBE-SVC-NPX46M4PTMTKRN6Y

@@ -4,6 +4,8 @@ listens on: a real refused connection, no cluster needed)."""
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -39,3 +41,11 @@ async def test_a_broken_kubeconfig_is_named_as_such(tmp_path: Path) -> None:
     with pytest.raises(KubeError) as caught:
         await Kube.connect(kubeconfig, "missing")
     assert caught.value.message.startswith("cannot load the cluster's connection settings")
+
+
+def test_the_kube_layer_does_not_import_the_cluster_layer() -> None:
+    code = "import kubeloop.kube, sys; print(' '.join(sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.split()  # fmt: skip
+    assert "kubeloop.kube.client" in loaded
+    assert not [m for m in loaded if m.startswith("kubeloop.cluster")]

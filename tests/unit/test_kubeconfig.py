@@ -6,6 +6,7 @@ import yaml
 
 from kubeloop.cluster import kubeconfig
 from kubeloop.errors import KubeloopError
+from kubeloop.kube import kubeconfig as read_kubeconfig
 
 
 def _one(name: str, user: str | None = None) -> dict[str, object]:
@@ -46,13 +47,13 @@ def test_merge_and_remove_touch_only_our_entries(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({**_one("work"), "apiVersion": "v1", "kind": "Config",
                                     "preferences": {"colors": True}}))  # fmt: skip
     kubeconfig.merge(path, _one("kubeloop-dev"))
-    assert kubeconfig.contexts(path) == ["work", "kubeloop-dev"]
+    assert read_kubeconfig.contexts(path) == ["work", "kubeloop-dev"]
     assert yaml.safe_load(path.read_text())["current-context"] == "kubeloop-dev"
     kubeconfig.merge(path, _one("kubeloop-dev"))  # idempotent
-    assert kubeconfig.contexts(path) == ["work", "kubeloop-dev"]
+    assert read_kubeconfig.contexts(path) == ["work", "kubeloop-dev"]
     kubeconfig.remove(path, "kubeloop-dev")
     data = yaml.safe_load(path.read_text())
-    assert kubeconfig.contexts(path) == ["work"]
+    assert read_kubeconfig.contexts(path) == ["work"]
     assert [c["name"] for c in data["clusters"]] == ["work"]
     assert data["preferences"] == {"colors": True}
 
@@ -108,7 +109,7 @@ def test_a_new_kubeconfig_is_private(tmp_path: Path) -> None:
     path = tmp_path / ".kube" / "config"
     kubeconfig.merge(path, _one("kubeloop-dev"))
     assert path.stat().st_mode & 0o777 == 0o600
-    assert kubeconfig.contexts(path) == ["kubeloop-dev"]
+    assert read_kubeconfig.contexts(path) == ["kubeloop-dev"]
 
 
 def test_an_unchanged_file_is_not_rewritten(tmp_path: Path) -> None:

@@ -5,16 +5,24 @@ and the br_netfilter decision."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import yaml
 
-from kubeloop.cluster.native import host
+from kubeloop.cluster.native import changes
 from kubeloop.cluster.native.components import daemons, health_checks
 from kubeloop.cluster.native.configs import write_kubeconfigs, write_proxy_config
-from kubeloop.cluster.native.daemons import Daemon, fingerprint, running_pid, started_with
+from kubeloop.cluster.native.daemons import (
+    Daemon,
+    _start_time,
+    fingerprint,
+    running_pid,
+    started_with,
+)
 from kubeloop.cluster.native.layout import Layout
 from kubeloop.cluster.native.pki import ensure_pki
+from kubeloop.cluster.native.provider import CONFIG_VERSION, _config_current
 
 
 def _layout(tmp_path: Path) -> Layout:
@@ -84,10 +92,6 @@ def test_a_changed_config_file_changes_the_fingerprint(tmp_path: Path) -> None:
 
 
 def test_an_old_pid_file_has_no_fingerprint_but_still_names_the_process(tmp_path: Path) -> None:
-    import os
-
-    from kubeloop.cluster.native.daemons import _start_time
-
     daemon = Daemon("self", ("/bin/x",), tmp_path, tmp_path)
     daemon.pid_file.write_text(f"{os.getpid()} {_start_time(os.getpid())}\n")  # older kubeloop
     assert running_pid(daemon) == os.getpid() and started_with(daemon) is None
@@ -96,8 +100,6 @@ def test_an_old_pid_file_has_no_fingerprint_but_still_names_the_process(tmp_path
 
 
 def test_an_older_or_missing_config_version_is_outdated(tmp_path: Path) -> None:
-    from kubeloop.cluster.native.provider import CONFIG_VERSION, _config_current
-
     layout = _layout(tmp_path)
     assert not _config_current(layout)
     layout.state_root.mkdir(parents=True)
@@ -109,15 +111,15 @@ def test_an_older_or_missing_config_version_is_outdated(tmp_path: Path) -> None:
 
 def test_kube_chains_are_ours_by_record_or_by_an_older_cluster(tmp_path: Path) -> None:
     layout = _layout(tmp_path)
-    assert not host.owns_kube_chains(layout)  # fresh: a foreign chain would be refused
+    assert not changes.owns_kube_chains(layout)  # fresh: a foreign chain would be refused
     layout.state_root.mkdir(parents=True)
     layout.marker.write_text("made by an older kubeloop")
-    assert host.owns_kube_chains(layout)
+    assert changes.owns_kube_chains(layout)
     layout.marker.unlink()
     (layout.state_root / "host-changes.json").write_text(
-        json.dumps({host.KUBE_CHAINS_KEY: "absent"})
+        json.dumps({changes.KUBE_CHAINS_KEY: "absent"})
     )
-    assert host.owns_kube_chains(layout)
+    assert changes.owns_kube_chains(layout)
 
 
 def _module(sys_root: Path, refcnt: str, holders: tuple[str, ...] = ()) -> None:
@@ -130,14 +132,14 @@ def _module(sys_root: Path, refcnt: str, holders: tuple[str, ...] = ()) -> None:
 
 
 def test_br_netfilter_is_unloaded_only_when_nothing_uses_it(tmp_path: Path) -> None:
-    assert host.br_netfilter_user(tmp_path) == "not loaded"
+    assert changes.br_netfilter_user(tmp_path) == "not loaded"
     _module(tmp_path, "0")
     (tmp_path / "class" / "net" / "eth0").mkdir()
-    assert host.br_netfilter_user(tmp_path) is None
+    assert changes.br_netfilter_user(tmp_path) is None
     (tmp_path / "class" / "net" / "docker0" / "bridge").mkdir(parents=True)
-    assert host.br_netfilter_user(tmp_path) == "bridge docker0"
+    assert changes.br_netfilter_user(tmp_path) == "bridge docker0"
 
 
 def test_br_netfilter_held_by_another_module_stays(tmp_path: Path) -> None:
     _module(tmp_path, "1", ("nf_conntrack_bridge",))
-    assert host.br_netfilter_user(tmp_path) == "module nf_conntrack_bridge"
+    assert changes.br_netfilter_user(tmp_path) == "module nf_conntrack_bridge"

@@ -2,6 +2,7 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from kubeloop.cluster.native.layout import Layout
 from kubeloop.cluster.native.pki import ensure_pki
@@ -26,8 +27,6 @@ def test_certificates_chain_to_the_ca_and_survive_a_rerun(tmp_path: Path) -> Non
 
 
 def test_etcd_serves_tls_and_the_apiserver_has_a_client_certificate(tmp_path: Path) -> None:
-    from cryptography.x509.oid import ExtendedKeyUsageOID
-
     layout = Layout("dev", tmp_path / "state", tmp_path / "run")
     ensure_pki(layout)
     ca = x509.load_pem_x509_certificate((layout.pki / "ca.crt").read_bytes())

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kubeloop.cluster.native.host import CGROUP_V1_CONTROLLERS, cgroup_problems, route_conflicts
+from kubeloop.cluster.native.preflight import (
+    CGROUP_V1_CONTROLLERS,
+    cgroup_problems,
+    route_conflicts,
+)
 
 ROUTE_HEADER = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n"
 

@@ -270,10 +270,10 @@ async def download_component(component: Component, detail: Callable[[str], None]
                         "retry; if it persists, the download is being tampered with",
                     )
                 if component.archive:
-                    _extract_member(target, name, staging / name)
+                    await asyncio.to_thread(_extract_member, target, name, staging / name)
                     target.unlink()
                 (staging / name).chmod(0o755)
-        _install(staging, component)
+        await asyncio.to_thread(_install, staging, component)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -326,6 +326,8 @@ def _extract_member(archive: Path, name: str, target: Path) -> None:
 
 
 def _install(staging: Path, component: Component) -> None:
+    """Move the binaries into the cache and record their SHA-256 (hundreds of MB: run it
+    in a thread)."""
     component.bin_dir.mkdir(parents=True, exist_ok=True)
     for name in component.binaries:
         os.replace(staging / name, component.bin_dir / name)
@@ -375,7 +377,7 @@ async def build_component(component: Component, detail: Callable[[str], None]) -
         if built is None:
             raise KubeloopError(f"go build of {component.key} produced no binary")
         built.rename(out / component.binaries[0])
-    _install(out, component)
+    await asyncio.to_thread(_install, out, component)
 
 
 async def _write_wrapper_module(go: str, component: Component, work: Path) -> None:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from kubeloop.cluster.native.layout import DNS_SERVICE_IP, NODE_IP
+from kubeloop.core import Obj
 from kubeloop.kube import Kube
 
 
-def objects() -> list[dict[str, Any]]:
+def objects() -> list[Obj]:
     labels = {"k8s-app": "kube-dns", "app.kubernetes.io/managed-by": "kubeloop"}
     ports = [
         {"name": "dns", "port": 53, "protocol": "UDP"},

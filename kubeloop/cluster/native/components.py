@@ -17,6 +17,7 @@ import httpx
 
 from kubeloop.cluster.native.daemons import Daemon, exited_early
 from kubeloop.cluster.native.layout import NODE_IP, SERVICE_CIDR, Layout
+from kubeloop.core import WaitTimeout, wait_until
 from kubeloop.errors import KubeloopError
 
 
@@ -204,9 +205,10 @@ async def _socket_answers(path: Path) -> bool:
 
 async def wait_healthy(layout: Layout, daemon: Daemon, timeout: float = 60.0) -> None:
     """Wait until the component answers its health check; fail fast if it exits."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await healthy(layout, daemon.name, daemon):
+
+    async def up() -> bool:
+        if await healthy(layout, daemon.name, daemon):
+            return True
         died = exited_early(daemon)
         if died is not None:
             raise KubeloopError(
@@ -214,11 +216,14 @@ async def wait_healthy(layout: Layout, daemon: Daemon, timeout: float = 60.0) ->
                 "fix what the log names, then run 'kubeloop cluster create' again "
                 "(it resumes where it stopped)",
             )
-        if loop.time() > deadline:
-            raise KubeloopError(
-                f"{daemon.name} did not become healthy within {timeout:.0f}s; see {daemon.log_file}",
-            )
-        await asyncio.sleep(0.1)
+        return False
+
+    try:
+        await wait_until(up, timeout, 0.1, f"{daemon.name} to become healthy")
+    except WaitTimeout:
+        raise KubeloopError(
+            f"{daemon.name} did not become healthy within {timeout:.0f}s; see {daemon.log_file}",
+        ) from None
 
 
 async def secure_etcd_peer_url(layout: Layout) -> None:

@@ -7,7 +7,7 @@ start time, so a recycled pid is never mistaken for our process.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import hashlib
 import os
 import signal
@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from kubeloop.core import WaitTimeout, wait_until
 from kubeloop.errors import KubeloopError
 
 
@@ -135,11 +136,9 @@ async def stop(daemons: Sequence[Daemon], grace: float = 3.0) -> None:
     pids = {d.name: p for d in daemons if (p := running_pid(d)) is not None}
     for pid in pids.values():
         _signal_group(pid, signal.SIGTERM)
-    deadline = asyncio.get_running_loop().time() + grace
-    while asyncio.get_running_loop().time() < deadline:
-        if not any(_alive(p) for p in pids.values()):
-            break
-        await asyncio.sleep(0.05)
+    with contextlib.suppress(WaitTimeout):
+        await wait_until(lambda: not any(_alive(p) for p in pids.values()), grace, 0.05,
+                         "components to stop")  # fmt: skip
     for pid in pids.values():
         if _alive(pid):
             _signal_group(pid, signal.SIGKILL)

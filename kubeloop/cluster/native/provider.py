@@ -14,7 +14,7 @@ import yaml
 from kubeloop import ui
 from kubeloop.cluster import kubeconfig as user_kubeconfig
 from kubeloop.cluster.base import ClusterInfo, ClusterStatus, ComponentStatus, list_records
-from kubeloop.cluster.native import bootstrap, configs, host, pki
+from kubeloop.cluster.native import bootstrap, changes, configs, iptables, pki, preflight, sweep
 from kubeloop.cluster.native.binaries import ensure_binaries
 from kubeloop.cluster.native.components import (
     daemons,
@@ -31,9 +31,11 @@ from kubeloop.cluster.native.daemons import (
     stop,
 )
 from kubeloop.cluster.native.layout import PAUSE_IMAGE, Layout
-from kubeloop.errors import KubeloopError, PreflightError
+from kubeloop.cluster.native.packages import ensure_packages
+from kubeloop.errors import KubeloopError
 from kubeloop.images.registry import ImageConfig, manifest_exists, push_files
 from kubeloop.kube import Kube
+from kubeloop.kube.client import node_is_ready
 from kubeloop.paths import cache_dir, default_kubeconfig
 
 # Bump whenever a component's flags or configuration or the host set-up change: create
@@ -68,9 +70,7 @@ class NativeProvider:
 
     async def create(self, name: str, quiet: bool = False) -> ClusterInfo:
         layout = self._layout_for(name)
-        basics = host.preflight_basics()
-        if basics:
-            raise PreflightError([(p.what, p.fix) for p in basics])
+        preflight.raise_if_any(preflight.preflight_basics())
         self._refuse_second_cluster(layout)
         if (layout.marker.exists() and _config_current(layout)
                 and await self._all_healthy(layout)):  # fmt: skip
@@ -107,16 +107,16 @@ class NativeProvider:
 
     async def _bring_up(self, layout: Layout, quiet: bool) -> None:
         with ui.step("checking the host", quiet):
-            await host.ensure_packages(quiet=quiet)
+            await ensure_packages(quiet=quiet)
             all_daemons = daemons(layout, _placeholder_bins())
             running = {n for n, d in all_daemons.items() if running_pid(d) is not None}
             problems = _preflight_ignoring_ours(layout, running)
-            problems += await host.foreign_kube_chains(layout)
-            if problems:
-                raise PreflightError([(p.what, p.fix) for p in problems])
+            problems += await preflight.foreign_kube_chains(layout)
+            preflight.raise_if_any(problems)
         bins = await ensure_binaries(quiet=quiet)
         with ui.step("preparing the host, certificates and configuration", quiet):
-            await host.prepare(layout)
+            await changes.prepare(layout)
+            await iptables.ensure_forward_rules(layout)
             pki.ensure_pki(layout)
             configs.write_all(layout)
         specs = daemons(layout, bins)
@@ -197,25 +197,25 @@ class NativeProvider:
         specs = daemons(layout, _placeholder_bins())
         with ui.step("stopping the cluster's processes", quiet):
             await stop([specs[n] for n in STOP_ORDER[0]], grace=2.0)
-            await host.kill_pod_processes(layout)
-            await host.kill_processes(host.processes_mentioning(str(layout.containerd_socket)))
+            await sweep.kill_pod_processes(layout)
+            await sweep.kill_processes(sweep.processes_mentioning(str(layout.containerd_socket)))
             await stop([specs[n] for n in STOP_ORDER[1]], grace=2.0)
             await stop([specs[n] for n in STOP_ORDER[2]], grace=2.0)
             # Anything else still naming our directories (a crashed run's orphans).
-            await host.kill_processes(
-                host.processes_mentioning(str(layout.state_root), str(layout.run_root))
+            await sweep.kill_processes(
+                sweep.processes_mentioning(str(layout.state_root), str(layout.run_root))
             )
         with ui.step("removing mounts, network, firewall rules and state", quiet):
-            host.unmount_all(layout.state_root, layout.run_root)
-            await host.remove_network(layout)
-            await host.remove_iptables(layout)
-            host.remove_cgroups(layout)
+            sweep.unmount_all(layout.state_root, layout.run_root)
+            await sweep.remove_network(layout)
+            await iptables.remove_iptables(layout)
+            sweep.remove_cgroups(layout)
             _remove_pod_log_links(layout)
-            await host.restore(layout)
+            await changes.restore(layout)
             self._uninstall_kubeconfig(layout)
             for directory in (layout.state_root, layout.run_root):
                 shutil.rmtree(directory, ignore_errors=True)
-        left = host.leftovers(layout)
+        left = sweep.leftovers(layout)
         if left:
             raise KubeloopError(
                 f"delete left things behind: {'; '.join(left)}",
@@ -246,8 +246,6 @@ class NativeProvider:
             try:
                 node = await kube.get(f"/api/v1/nodes/{layout.node_name}")
                 reachable = True
-                from kubeloop.kube.client import node_is_ready
-
                 node_ready = node is not None and node_is_ready(node)
             finally:
                 await kube.close()
@@ -276,7 +274,7 @@ def _forget_old_admin_user(config: dict[str, object]) -> None:
         user_kubeconfig.forget_user(default_kubeconfig(), "admin", users[0].get("user") or {})
 
 
-def _preflight_ignoring_ours(layout: Layout, running: set[str]) -> list[host.Problem]:
+def _preflight_ignoring_ours(layout: Layout, running: set[str]) -> list[preflight.Problem]:
     """Preflight, except for ports held by this cluster's own running components."""
     owned_ports = {
         "registry": ("registry",), "etcd": ("etcd_client", "etcd_peer"),
@@ -287,9 +285,9 @@ def _preflight_ignoring_ours(layout: Layout, running: set[str]) -> list[host.Pro
     }  # fmt: skip
     ours = {getattr(layout.ports, p) for n in running for p in owned_ports.get(n, ())}
     return [
-        p for p in host.preflight(layout)
+        p for p in preflight.preflight(layout)
         if not any(f"port {port} " in p.what for port in ours)
-    ] + host.missing_commands()  # fmt: skip
+    ] + preflight.missing_commands()  # fmt: skip
 
 
 def _placeholder_bins() -> dict[str, Path]:

@@ -1,0 +1,52 @@
+"""Names every layer of kubeloop shares: the shape of a Kubernetes object, and the one
+way to wait for something by polling.
+
+This module sits at the bottom (it imports only the standard library and
+``kubeloop.errors``), so the cluster, image, kube and project layers can all use it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from kubeloop.errors import KubeloopError
+
+# A Kubernetes object or API response as decoded JSON: its fields are whatever the kind
+# says, so no narrower type is true for all of them.
+Obj = dict[str, Any]
+
+Condition = Callable[[], bool | Awaitable[bool]]
+
+
+class WaitTimeout(KubeloopError):
+    """``wait_until`` gave up; callers that know more catch it and say more."""
+
+    def __init__(self, what: str, timeout: float) -> None:
+        super().__init__(f"timed out after {timeout:.0f}s waiting for {what}")
+        self.what = what
+        self.timeout = timeout
+
+
+async def wait_until(
+    condition: Condition, timeout: float, interval: float = 0.1, what: str = "a condition"
+) -> None:
+    """Check ``condition`` (plain or async) every ``interval`` seconds until it is true.
+
+    It is checked at least once, and once more after ``timeout`` has passed, before
+    ``WaitTimeout`` is raised. An exception from ``condition`` ends the wait at once
+    (how a caller fails fast, e.g. on a process that died).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if loop.time() > deadline:
+            raise WaitTimeout(what, timeout)
+        await asyncio.sleep(interval)

@@ -179,9 +179,11 @@ def cluster_seed_image(images: tuple[str, ...], name: str, quiet: bool) -> None:
     cluster's registry, for hosts without access to a public registry."""
     from kubeloop.cluster import seed_base_image
 
-    for image in images:
-        reference = _run(seed_base_image(image, name, quiet))
-        click.echo(f"{image} -> {reference}")
+    async def seed_all() -> None:  # one event loop for all of them
+        for image in images:
+            click.echo(f"{image} -> {await seed_base_image(image, name, quiet)}")
+
+    _run(seed_all())
 
 
 CONFIG = click.option(
@@ -302,8 +304,14 @@ def delete(config_path: Path | None, environment: str | None, cluster: str | Non
     default=None,
     help="Delete what dev deployed when it stops (default: dev.cleanup in the config).",
 )
+@click.option(
+    "--keep/--no-keep",
+    default=None,
+    help="Leave dev mode's change to the workloads (process supervisor) in place when dev "
+    "stops (default: dev.keepChanges; otherwise it is undone).",
+)
 def dev(config_path: Path | None, environment: str | None, cluster: str | None,
-        cleanup: bool | None) -> None:  # fmt: skip
+        cleanup: bool | None, keep: bool | None) -> None:  # fmt: skip
     """Build, deploy, then watch: rebuild and redeploy what changes, with port-forwards
     and merged logs. Ctrl-C stops."""
     from kubeloop.devloop.dev import DevLoop
@@ -311,6 +319,8 @@ def dev(config_path: Path | None, environment: str | None, cluster: str | None,
     async def action(session: Any) -> None:
         if cleanup is not None:
             session.config.project.dev.cleanup = cleanup
+        if keep is not None:
+            session.config.project.dev.keep_changes = keep
         await DevLoop(session).run()
 
     _run(_with_session(config_path, environment, cluster, action))
@@ -366,6 +376,52 @@ def sync(config_path: Path | None, environment: str | None, cluster: str | None,
         _run(_with_session(config_path, environment, cluster, project))
 
 
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("workload")
+@click.option("--port", "-p", "port", required=True,
+              help="PORT or PORT:LOCALPORT: the container port whose traffic comes to the "
+                   "command, and where the command listens (default: the same).")  # fmt: skip
+@click.option("--namespace", "-n", default="default", show_default=True)
+@click.option("--container", "-c", help="Default: the pod's first container.")
+@click.option("--env", "-e", "env_pairs", multiple=True, help="NAME=VALUE to set or override.")
+@CLUSTER
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def bridge(workload: str, port: str, namespace: str, container: str | None,
+           env_pairs: tuple[str, ...], cluster: str | None, command: tuple[str, ...]) -> None:  # fmt: skip
+    """Run COMMAND here as if it were WORKLOAD in the cluster: new connections to the
+    pods' PORT come to it, and it reaches Services by name with the pod's environment and
+    mounted files (under $KUBELOOP_ROOT). No root; the pods get their traffic back at once
+    when it stops, and within seconds if this machine goes away.
+
+    \b
+    kubeloop bridge deployment/web --port 8000 -- python manage.py runserver 0.0.0.0:8000
+    """
+    from kubeloop.bridge import Bridge, BridgeSpec, parse_port
+    from kubeloop.ui import info
+
+    remote, local = parse_port(port)
+    env = {}
+    for pair in env_pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise click.UsageError(f"--env {pair!r} is not NAME=VALUE")
+        env[key] = value
+    spec = BridgeSpec(workload, remote, list(command), namespace, local, container, env)
+
+    async def action() -> int:
+        from kubeloop.cluster import get_cluster
+        from kubeloop.kube import Kube
+
+        info_ = get_cluster(cluster or "kubeloop")
+        kube = await Kube.connect(info_.kubeconfig, info_.context)
+        try:
+            return await Bridge(kube, info_, spec, on_event=info).run()
+        finally:
+            await kube.close()
+
+    sys.exit(_run(action()))
+
+
 @main.command()
 @CONFIG
 @ENV
@@ -375,7 +431,10 @@ def reset(config_path: Path | None, environment: str | None, cluster: str | None
     from kubeloop.sync.devmode import reset as reset_workloads
 
     async def action(session: Any) -> list[str]:
-        return await reset_workloads(session.kube, session.namespace)
+        from kubeloop import ui
+
+        return await reset_workloads(session.kube, session.namespace,
+                                     session.config.project.name, on_skip=ui.warn)  # fmt: skip
 
     restored = _run(_with_session(config_path, environment, cluster, action))
     for name in restored:

@@ -2,17 +2,20 @@
 container beside a target container, and the client that speaks to it over one
 ``kubectl exec`` stream. Live sync builds on it; so will bridge, debug and forwards."""
 
-from kubeloop.agent._attach import APP, ROOT, Attached, ensure_agent, open_stream
+from kubeloop.agent._attach import APP, NET, ROOT, Attached, ensure_agent, open_stream
 from kubeloop.agent._binary import agent_binary, agent_version, ensure_agent_image
+from kubeloop.agent._channel import Channel, splice
 from kubeloop.agent._stream import AgentError, AgentStream, Sent, WatchReport
 from kubeloop.agent._wire import RemoteEntry, valid_relative
 
 __all__ = [
     "APP",
+    "NET",
     "ROOT",
     "AgentError",
     "AgentStream",
     "Attached",
+    "Channel",
     "RemoteEntry",
     "Sent",
     "WatchReport",
@@ -21,5 +24,6 @@ __all__ = [
     "ensure_agent",
     "ensure_agent_image",
     "open_stream",
+    "splice",
     "valid_relative",
 ]

@@ -27,7 +27,9 @@ from kubeloop.render.render import kubectl_command
 
 Obj = dict[str, Any]
 AGENT_PREFIX = "kubeloop-agent"
-APP, ROOT = "app", "root"  # profiles: the app's identity, or root with SYS_PTRACE
+# Profiles: the app's identity (sync), root with SYS_PTRACE (sync where the app's user
+# may not write), and the network only with NET_ADMIN (bridge: redirect a port).
+APP, ROOT, NET = "app", "root", "net"
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ def ephemeral_spec(name: str, image: str, target: Obj, profile: str) -> Obj:
     added = list(((target.get("securityContext") or {}).get("capabilities") or {}).get("add") or [])
     if profile == ROOT:
         added += ["SYS_PTRACE"]
+    elif profile == NET:
+        added += ["NET_ADMIN"]
     security: Obj = {"runAsUser": 0, "runAsNonRoot": False}
     if added:
         security["capabilities"] = {"add": sorted(set(added))}
@@ -67,7 +71,7 @@ def _agent_name(pod: Obj, container: str, profile: str) -> str:
     """A running agent of this version and profile for ``container``, or a new name (a
     stopped ephemeral container cannot be restarted, and an older agent may speak
     another protocol)."""
-    suffix = "-root" if profile == ROOT else ""
+    suffix = {ROOT: "-root", NET: "-net"}.get(profile, "")
     base = f"{AGENT_PREFIX}-{agent_version()[:8]}-{container}"[: 60 - len(suffix)] + suffix
     taken = [e["name"] for e in (pod.get("spec") or {}).get("ephemeralContainers") or []]
     for name in [base] + [f"{base}-{i}" for i in range(2, 20)]:
@@ -108,19 +112,28 @@ async def ensure_agent(kube: Kube, namespace: str, pod_name: str, container: str
     name = _agent_name(pod, target["name"], profile)
     if _ephemeral_state(pod, name) == "absent":
         body = {"spec": {"ephemeralContainers": [ephemeral_spec(name, image, target, profile)]}}
-        try:
-            await kube.request("PATCH", f"{path}/ephemeralcontainers", body=body,
-                               content_type="application/strategic-merge-patch+json")  # fmt: skip
-        except KubeError as exc:
-            if exc.status in (403, 422):
-                raise _refused(namespace, pod_name, profile, exc) from exc
-            raise
+        for dry_run in (True, False):  # ask admission first: a refusal changes nothing
+            try:
+                await kube.request("PATCH", f"{path}/ephemeralcontainers", body=body,
+                                   content_type="application/strategic-merge-patch+json",
+                                   params={"dryRun": "All"} if dry_run else None)  # fmt: skip
+            except KubeError as exc:
+                if exc.status in (403, 422):
+                    raise _refused(namespace, pod_name, profile, exc) from exc
+                raise
     await kube.wait_for(path, lambda p: _ephemeral_state(p, name) == "running",
                         f"kubeloop's agent in pod {pod_name}", timeout, interval=0.05)  # fmt: skip
     return Attached(pod_name, name, container_id(pod, target["name"]), profile)
 
 
 def _refused(namespace: str, pod: str, profile: str, exc: KubeError) -> KubeloopError:
+    if profile == NET:
+        return KubeloopError(
+            f"the cluster refused the bridge's agent (NET_ADMIN) in pod {pod}: {exc.message}",
+            f"redirecting the pod's port needs NET_ADMIN, which namespace {namespace} does "
+            "not allow (Pod Security 'baseline' or 'restricted'): use a namespace labelled "
+            "pod-security.kubernetes.io/enforce=privileged for development, or ask for it",
+        )
     if profile == ROOT:
         return KubeloopError(
             f"the cluster refused a root agent with SYS_PTRACE in pod {pod}: {exc.message}",
@@ -140,6 +153,8 @@ async def open_stream(cluster: ClusterInfo, namespace: str, attached: Attached) 
             "/kubeloop-agent", "serve", "--container-id", attached.container_id]  # fmt: skip
     if attached.profile == ROOT:
         argv.append("--as-root")
+    elif attached.profile == NET:
+        argv.append("--net-only")
     process = await spawn_tethered(*argv, stdin=asyncio.subprocess.PIPE,
                                    stdout=asyncio.subprocess.PIPE,
                                    stderr=asyncio.subprocess.PIPE)  # fmt: skip

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from kubeloop.agent._channel import Channel
 from kubeloop.agent._wire import (
     CHUNK,
     HEADER,
@@ -81,6 +82,9 @@ class AgentStream:
         self._partial: dict[int, list[bytes]] = {}
         self._limits: dict[int, int] = {}
         self._watches: dict[int, Callable[[WatchReport], None]] = {}
+        self._channels: dict[int, Channel] = {}
+        # A connection the agent took for a stolen port: (channel, port, peer address).
+        self.on_accept: Callable[[Channel, int, str], None] | None = None
         self._lock = asyncio.Lock()
         self._broken: str | None = None
         self._stderr: collections.deque[str] = collections.deque(maxlen=5)
@@ -117,6 +121,8 @@ class AgentStream:
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
         finally:
+            for channel in list(self._channels.values()):
+                channel.abort()
             why = self._broken or "closed" + (f": {self._stderr[-1]}" if self._stderr else "")
             for future in self._pending.values():
                 if not future.done():
@@ -124,6 +130,14 @@ class AgentStream:
             self._pending.clear()
 
     def _dispatch(self, op: str, ident: int, body: bytes) -> None:
+        if op in ("d", "x", "k", "Z"):
+            channel = self._channels.get(ident)
+            if channel is not None:
+                channel.feed(op, body)
+            return
+        if op == "a":
+            self._accepted(ident, body)
+            return
         if op == "C":
             callback = self._watches.get(ident)
             if callback is not None:
@@ -186,6 +200,67 @@ class AgentStream:
             self._writer.write(frame(op, ident, body))
             await self._writer.drain()
         return future
+
+    # --- connections --------------------------------------------------------------------
+
+    async def _send_frame(self, op: str, ident: int, body: bytes) -> None:
+        self._check_alive()
+        async with self._lock:
+            self._writer.write(frame(op, ident, body))
+            await self._writer.drain()
+
+    def _channel(self, ident: int) -> Channel:
+        channel = Channel(ident, self._send_frame, self._forget_channel)
+        self._channels[ident] = channel
+        return channel
+
+    def _forget_channel(self, ident: int) -> None:
+        self._channels.pop(ident, None)
+
+    def _accepted(self, ident: int, body: bytes) -> None:
+        if len(body) < 4 or ident in self._channels:
+            raise WireError("a malformed connection announcement")
+        port = struct.unpack(">H", body[:2])[0]
+        (length,) = struct.unpack(">H", body[2:4])
+        peer = body[4 : 4 + length].decode(errors="replace")
+        channel = self._channel(ident)
+        if self.on_accept is None:
+            asyncio.get_running_loop().create_task(channel.reset())
+            return
+        self.on_accept(channel, port, peer)
+
+    async def dial(self, address: str, timeout: float = 15) -> Channel:
+        """A TCP connection made from the pod's network namespace to ``address``
+        (host:port; the host is resolved in the pod)."""
+        self._check_alive()
+        async with self._lock:
+            ident, future = self._new_id()
+            # Registered before the request goes out: the far end may speak first, and
+            # its data can follow the agent's answer at once.
+            channel = self._channel(ident)
+            self._writer.write(frame("T", ident, string(address.encode())))
+            await self._writer.drain()
+        try:
+            await self._result(future, f"connect to {address} from the pod", timeout)
+        except BaseException:
+            self._channels.pop(ident, None)
+            raise
+        return channel
+
+    async def steal(self, port: int, node_ip: str | None) -> None:
+        """Take new connections to ``port`` in the pod (from anywhere but the node) for
+        as long as this stream lives and pings; they arrive through ``on_accept``."""
+        node = bytes(int(part) for part in node_ip.split(".")) if node_ip else bytes(4)
+        await self._result(await self._request("I", struct.pack(">H", port) + node),
+                           f"take port {port}")  # fmt: skip
+
+    async def dns(self, query: bytes) -> bytes:
+        """Ask the pod's resolver (a DNS message in, the answer out)."""
+        return await self._result(await self._request("U", query), "DNS query", 8)
+
+    async def resolv_conf(self) -> str:
+        body = await self._result(await self._request("Q"), "resolver settings")
+        return body.decode(errors="replace")
 
     async def hello(self) -> None:
         """Check that the far end speaks this protocol (an older agent does not)."""
@@ -330,7 +405,8 @@ class AgentStream:
             self._writer.close()
         with contextlib.suppress(ProcessLookupError):
             self.process.kill()
-        await self.process.wait()
+        with contextlib.suppress(TimeoutError):  # killed: it cannot take long, but never hang
+            await asyncio.wait_for(self.process.wait(), 10)
         for task in (self._replies, self._stderr_task):
             if task is not None:
                 task.cancel()

@@ -14,6 +14,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -81,6 +82,10 @@ func serveCommand(args []string) {
 			}
 		case "--as-root":
 			asRoot = true
+		case "--net-only": // the bridge's agent: the pod's network, none of the app's files
+			limitSelf()
+			serveOn(-1, func(syscall.Signal) error { return errors.New("not available") })
+			return
 		}
 	}
 	if localRoot != "" {
@@ -246,6 +251,10 @@ func main() {
 		}
 	case "serve":
 		serveCommand(os.Args[2:])
+	case "local":
+		localCommand(os.Args[2:])
+	case "local-ns":
+		localNamespaceCommand(os.Args[2:])
 	case "install":
 		if len(os.Args) < 3 {
 			fail("install: no destination")

@@ -37,19 +37,25 @@ const (
 )
 
 type server struct {
-	rootFD int // the container's root
+	rootFD int // the container's root (-1: this agent serves the network only)
 	out    *output
 	trees  []*tree
 	writes map[uint32]*pendingWrite
 	// signalTarget delivers a signal to the app (tests replace it).
 	signalTarget func(syscall.Signal) error
+	mux          *channels
+	bridge       *bridge
 }
 
 func newServer(rootFD int, out *output, signal func(syscall.Signal) error) *server {
-	return &server{rootFD: rootFD, out: out, writes: map[uint32]*pendingWrite{}, signalTarget: signal}
+	mux := newChannels(out)
+	return &server{rootFD: rootFD, out: out, writes: map[uint32]*pendingWrite{},
+		signalTarget: signal, mux: mux, bridge: newBridge(out, mux)}
 }
 
 func (s *server) close() {
+	s.bridge.close()
+	s.mux.closeAll()
 	for id, w := range s.writes {
 		w.abort()
 		delete(s.writes, id)
@@ -130,7 +136,36 @@ func (s *server) handle(f frame) {
 			err = errors.New("ping body too long")
 			break
 		}
+		s.bridge.heartbeat()
 		s.out.send('P', f.id, f.body)
+		return
+	case 'T':
+		address := body.str()
+		if body.err != nil {
+			err = body.err
+			break
+		}
+		s.mux.dial(f.id, address)
+		return
+	case 'd', 'x', 'k', 'Z':
+		s.mux.frame(f)
+		return
+	case 'I':
+		port, node := parseSteal(body)
+		if body.err != nil {
+			err = body.err
+			break
+		}
+		err = s.bridge.steal(port, node)
+	case 'U':
+		if len(f.body) == 0 || len(f.body) > maxDNS {
+			err = errors.New("bad DNS query")
+			break
+		}
+		s.bridge.dns(f.id, f.body)
+		return
+	case 'Q':
+		s.out.send('Q', f.id, resolvConf())
 		return
 	case 'B':
 		err = s.bind(body.str(), body)
@@ -200,6 +235,9 @@ func (s *server) bind(dest string, body *reader) error {
 	}
 	if len(s.trees) >= maxBinds {
 		return errors.New("too many destinations on one stream")
+	}
+	if s.rootFD < 0 {
+		return errors.New("this agent serves the network only, not the app's files")
 	}
 	t, err := openTree(s.rootFD, dest, true)
 	if err != nil {

@@ -1,0 +1,253 @@
+"""``kubeloop bridge``: one workload's traffic for a port goes to a command on the
+developer's machine, which in turn reaches the cluster as the pod would.
+
+Inbound ("steal"): in every pod of the workload, kubeloop's agent (an ephemeral
+container with NET_ADMIN, reused across sessions) redirects new connections to the port
+to itself and carries them over its stream to the local command; the pods keep running,
+so giving the traffic back is instant. The redirect expires 10 s after the last
+heartbeat: if kubeloop is killed, the laptop sleeps or the network drops, the pods get
+their traffic back by themselves. Connections from the node (probes) are never taken.
+
+Outbound: the command runs in namespaces of its own (see _local.py) with the pod's
+environment, resolver settings and mounted files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubeloop.agent import (
+    NET,
+    AgentError,
+    AgentStream,
+    Channel,
+    ensure_agent,
+    ensure_agent_image,
+    open_stream,
+    splice,
+)
+from kubeloop.agent._binary import go_arch
+from kubeloop.bridge._context import PodContext, pod_context
+from kubeloop.bridge._local import LocalCommand
+from kubeloop.cluster import ClusterInfo
+from kubeloop.errors import KubeloopError
+from kubeloop.kube import Kube, label_selector
+from kubeloop.paths import cache_dir
+
+Obj = dict[str, Any]
+HEARTBEAT = 2.0
+KINDS = {"deployment": ("apps/v1", "deployments"), "deploy": ("apps/v1", "deployments"),
+         "statefulset": ("apps/v1", "statefulsets"), "sts": ("apps/v1", "statefulsets"),
+         "daemonset": ("apps/v1", "daemonsets"), "replicaset": ("apps/v1", "replicasets"),
+         "pod": ("v1", "pods")}  # fmt: skip
+
+
+@dataclass
+class BridgeSpec:
+    workload: str  # KIND/NAME or NAME (a Deployment)
+    port: int  # the container port whose traffic comes to the local command
+    command: list[str]
+    namespace: str = "default"
+    local_port: int | None = None  # where the command listens (default: port)
+    container: str | None = None
+    env: dict[str, str] = field(default_factory=dict)  # set or override variables
+
+
+@dataclass
+class _Link:
+    pod: str
+    stream: AgentStream
+
+
+@dataclass
+class Bridge:
+    kube: Kube
+    cluster: ClusterInfo
+    spec: BridgeSpec
+    on_event: Callable[[str], None] = lambda _: None
+    context: PodContext | None = None
+    links: dict[str, _Link] = field(default_factory=dict)
+    local: LocalCommand | None = None
+    served: int = 0
+    started: float = field(default_factory=time.monotonic)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    # --- the workload ------------------------------------------------------------------
+
+    async def _workload(self) -> Obj:
+        kind, _, name = self.spec.workload.rpartition("/")
+        kind = (kind or "deployment").lower()
+        if kind not in KINDS:
+            raise KubeloopError(f"cannot bridge a {kind}",
+                                "name a deployment, statefulset, daemonset, replicaset or pod")  # fmt: skip
+        version, plural = KINDS[kind]
+        prefix = "/api/v1" if version == "v1" else f"/apis/{version}"
+        found = await self.kube.get(f"{prefix}/namespaces/{self.spec.namespace}/{plural}/{name}")
+        if found is None:
+            raise KubeloopError(f"{kind} {name} not found in namespace {self.spec.namespace}",
+                                "check the name (kubectl get all -n NAMESPACE)")  # fmt: skip
+        return found
+
+    async def _pods(self, workload: Obj) -> list[Obj]:
+        if workload.get("kind") == "Pod":
+            candidates = [workload]
+        else:
+            labels = (workload["spec"].get("selector") or {}).get("matchLabels") or {}
+            listing = await self.kube.request(
+                "GET", f"/api/v1/namespaces/{self.spec.namespace}/pods",
+                params={"labelSelector": label_selector(labels)},
+            )  # fmt: skip
+            candidates = listing.get("items", [])
+        return [p for p in candidates if (p.get("status") or {}).get("phase") == "Running"
+                and not p["metadata"].get("deletionTimestamp")]  # fmt: skip
+
+    def _container(self, pod: Obj) -> Obj:
+        containers = pod["spec"]["containers"]
+        name = self.spec.container or containers[0]["name"]
+        target = next((c for c in containers if c["name"] == name), None)
+        if target is None:
+            raise KubeloopError(f"{self.spec.workload} has no container '{name}'",
+                                f"containers: {', '.join(c['name'] for c in containers)}")  # fmt: skip
+        ports = [p["containerPort"] for p in target.get("ports") or []]
+        if ports and self.spec.port not in ports:
+            raise KubeloopError(
+                f"container {name} of {self.spec.workload} does not expose port {self.spec.port}",
+                f"its ports: {', '.join(map(str, ports))}",
+            )
+        return dict(target)
+
+    # --- pods ----------------------------------------------------------------------------
+
+    async def _attach(self, pod: Obj, image: str) -> None:
+        name = pod["metadata"]["name"]
+        attached = await ensure_agent(self.kube, self.spec.namespace, name,
+                                      self.spec.container, image, NET)  # fmt: skip
+        stream = await open_stream(self.cluster, self.spec.namespace, attached)
+        stream.on_accept = self._on_accept
+        try:
+            await stream.steal(self.spec.port, (pod.get("status") or {}).get("hostIP"))
+        except BaseException:
+            await stream.close()
+            raise
+        self.links[name] = _Link(name, stream)
+        self.on_event(f"bridge: pod {name} now sends port {self.spec.port} here")
+
+    def _on_accept(self, channel: Channel, _port: int, peer: str) -> None:
+        task = asyncio.get_running_loop().create_task(self._inbound(channel, peer))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _inbound(self, channel: Channel, peer: str) -> None:
+        assert self.local is not None
+        port = self.spec.local_port or self.spec.port
+        deadline = time.monotonic() + 10  # the command may still be starting
+        while True:
+            try:
+                reader, writer = await self.local.connect(port)
+                break
+            except OSError:
+                if time.monotonic() > deadline or self.local.process is None \
+                        or self.local.process.returncode is not None:  # fmt: skip
+                    self.on_event(f"bridge: nothing listens on local port {port}; "
+                                  f"a connection from {peer} was refused")  # fmt: skip
+                    await channel.reset()
+                    return
+                await asyncio.sleep(0.05)
+        self.served += 1
+        await splice(channel, reader, writer)
+
+    async def _image(self, pod: Obj) -> str:
+        arch = go_arch()
+        node = await self.kube.get(f"/api/v1/nodes/{pod['spec'].get('nodeName', '')}")
+        arch = ((node or {}).get("metadata", {}).get("labels") or {}).get(
+            "kubernetes.io/arch", arch
+        )
+        if not self.cluster.registry:
+            raise KubeloopError(
+                f"cluster '{self.cluster.name}' has no registry for kubeloop's agent"
+            )
+        return await ensure_agent_image(self.cluster.registry, self.cluster.registry_for_pods, arch)
+
+    async def _keep_up(self, workload: Obj, image: str) -> None:
+        """Heartbeats for every pod's agent; new pods (a rollout, a scale-up) bridged
+        too; dropped streams opened again."""
+        while True:
+            await asyncio.sleep(HEARTBEAT)
+            for name, link in list(self.links.items()):
+                try:
+                    await asyncio.wait_for(link.stream.ping(), HEARTBEAT * 2)
+                except (AgentError, TimeoutError):
+                    await link.stream.close()
+                    del self.links[name]
+                    self.on_event(f"bridge: lost the agent in {name}; reconnecting")
+            with contextlib.suppress(KubeloopError):
+                for pod in await self._pods(workload):
+                    if pod["metadata"]["name"] not in self.links:
+                        await self._attach(pod, image)
+            if self.local is not None and self.links and not self.local.agent.alive:
+                self.local.agent = next(iter(self.links.values())).stream
+
+    # --- running -------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        """Bridge until the local command exits (its exit code) or this is cancelled;
+        the pods get their traffic back at once either way."""
+        workload = await self._workload()
+        pods = await self._pods(workload)
+        if not pods:
+            raise KubeloopError(f"{self.spec.workload} has no running pod to bridge",
+                                "wait for it to start (kubectl get pods)")  # fmt: skip
+        container = self._container(pods[0])
+        root = (
+            cache_dir() / "bridge" / f"{self.spec.namespace}-{self.spec.workload.replace('/', '-')}"
+        )
+        self.context = await pod_context(self.kube, self.spec.namespace, pods[0], container, root)
+        image = await self._image(pods[0])
+        keeper: asyncio.Task[None] | None = None
+        try:
+            for pod in pods:
+                await self._attach(pod, image)
+            first = next(iter(self.links.values())).stream
+            self.local = LocalCommand(first)
+            env = {**os.environ, **self.context.env, **self.spec.env}
+            await self.local.start(self.spec.command, env, await first.resolv_conf())
+            self.started = time.monotonic()
+            keeper = asyncio.get_running_loop().create_task(self._keep_up(workload, image))
+            self.on_event(f"bridge: {self.spec.workload} port {self.spec.port} -> local port "
+                          f"{self.spec.local_port or self.spec.port} ({len(self.links)} pods; "
+                          f"{len(self.context.env)} variables, files under {root})")  # fmt: skip
+            code = await self.local.wait()
+            if time.monotonic() - self.started < 2 and code != 0:
+                raise KubeloopError(f"the local command exited at once (exit {code})",
+                                    "run it by itself to see why; the cluster is unchanged")  # fmt: skip
+            return code
+        finally:
+            if keeper is not None:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
+            for task in list(self._tasks):
+                task.cancel()
+            if self.local is not None:
+                await self.local.stop()
+            for link in self.links.values():
+                await link.stream.close()  # the agent gives the port back at once
+            self.links.clear()
+
+
+def parse_port(text: str) -> tuple[int, int | None]:
+    """``8000`` or ``8000:8001`` (container port : local port)."""
+    remote, _, local = text.partition(":")
+    try:
+        ports = (int(remote), int(local) if local else None)
+    except ValueError:
+        raise KubeloopError(f"'{text}' is not PORT or PORT:LOCALPORT") from None
+    if not all(1 <= p <= 65535 for p in ports if p is not None):
+        raise KubeloopError(f"'{text}': ports are 1 to 65535")
+    return ports

@@ -278,7 +278,7 @@ func (s *server) open(id uint32, body *reader) error {
 	if err != nil {
 		return err
 	}
-	w, err := t.beginWrite(rel, mode)
+	w, err := t.beginWrite(rel, mode, true)
 	if err != nil {
 		return err
 	}

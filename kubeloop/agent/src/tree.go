@@ -195,27 +195,30 @@ func randomName() string {
 // pendingWrite is a file being written: a temporary file in its folder, renamed over the
 // target when complete, so the app never reads half a file.
 type pendingWrite struct {
-	tree     *tree
-	parent   int
-	base     string
-	temp     string
-	file     *os.File
-	existing *unix.Stat_t
-	perm     uint32
-	err      error
+	tree       *tree
+	parent     int
+	ownsParent bool
+	base       string
+	temp       string
+	file       *os.File
+	existing   *unix.Stat_t
+	perm       uint32
+	err        error
 }
 
-func (t *tree) beginWrite(rel string, mode uint32) (*pendingWrite, error) {
+// beginWrite starts a file; a write that spans requests (streamed) holds its own
+// descriptor of the folder, since the tree's cache may drop its copy meanwhile.
+func (t *tree) beginWrite(rel string, mode uint32, spansRequests bool) (*pendingWrite, error) {
 	pfd, base, err := t.parent(rel, true)
 	if err != nil {
 		return nil, err
 	}
-	// Its own descriptor of the folder: the tree's cache may close its copy meanwhile.
-	pfd, err = unix.FcntlInt(uintptr(pfd), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
+	if spansRequests {
+		if pfd, err = unix.FcntlInt(uintptr(pfd), unix.F_DUPFD_CLOEXEC, 0); err != nil {
+			return nil, err
+		}
 	}
-	w := &pendingWrite{tree: t, parent: pfd, base: base, perm: mode & 0o7777}
+	w := &pendingWrite{tree: t, parent: pfd, ownsParent: spansRequests, base: base, perm: mode & 0o7777}
 	var st unix.Stat_t
 	if unix.Fstatat(pfd, base, &st, unix.AT_SYMLINK_NOFOLLOW) == nil {
 		w.existing = &st
@@ -235,7 +238,7 @@ func (t *tree) beginWrite(rel string, mode uint32) (*pendingWrite, error) {
 		fd, err = unix.Openat(pfd, name, flags, w.perm)
 	}
 	if err != nil {
-		unix.Close(pfd)
+		w.release()
 		return nil, err
 	}
 	if name != base {
@@ -254,7 +257,13 @@ func (w *pendingWrite) write(data []byte) {
 // abort drops a write that will not be committed (the stream ended or broke).
 func (w *pendingWrite) abort() {
 	w.discard()
-	unix.Close(w.parent)
+	w.release()
+}
+
+func (w *pendingWrite) release() {
+	if w.ownsParent {
+		unix.Close(w.parent)
+	}
 }
 
 func (w *pendingWrite) discard() {
@@ -268,7 +277,7 @@ func (w *pendingWrite) discard() {
 
 func (w *pendingWrite) commit() error {
 	err := w.finish()
-	unix.Close(w.parent)
+	w.release()
 	return err
 }
 
@@ -278,10 +287,14 @@ func (w *pendingWrite) finish() error {
 		return w.err
 	}
 	fd := int(w.file.Fd())
-	unix.Fchmod(fd, w.perm) // the umask and a leftover mode must not change it
 	if w.existing != nil && w.existing.Mode&unix.S_IFMT == unix.S_IFREG {
 		// Keep the owner of the file being replaced, so the app can still write it.
 		unix.Fchown(fd, int(w.existing.Uid), int(w.existing.Gid))
+	}
+	// The file is new (O_EXCL) and the umask is 0, so it has its mode already; only
+	// set-id bits, which a change of owner clears, are set again.
+	if w.perm&0o6000 != 0 {
+		unix.Fchmod(fd, w.perm)
 	}
 	if err := w.file.Close(); err != nil {
 		w.discard()
@@ -305,7 +318,7 @@ func (w *pendingWrite) finish() error {
 }
 
 func (t *tree) writeFile(rel string, mode uint32, data []byte) error {
-	w, err := t.beginWrite(rel, mode)
+	w, err := t.beginWrite(rel, mode, false)
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 )
 
 const (
@@ -23,6 +24,7 @@ const (
 	maxFrame        = 1<<20 + 64<<10 // a 1 MiB chunk plus its path and header fields
 	maxString       = 4096           // PATH_MAX: no longer path or link target exists
 	chunkSize       = 1 << 20        // file content is sent in pieces of at most this
+	flushEvery      = 2 * time.Millisecond
 )
 
 var errFrameTooLarge = errors.New("frame larger than the protocol allows")
@@ -116,9 +118,8 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// output serialises replies from every goroutine onto stdout. A flusher goroutine
-// pushes the buffer out whenever something is waiting: an idle stream flushes at once
-// (no added latency), a busy one naturally sends many replies per write.
+// output serialises replies from every goroutine onto stdout; a flusher goroutine pushes
+// the buffer out (see flushLoop).
 type output struct {
 	mu    sync.Mutex
 	w     *bufio.Writer
@@ -132,8 +133,16 @@ func newOutput(w io.Writer) *output {
 	return o
 }
 
+// flushLoop flushes as soon as something waits, but at most every 2 ms: a lone reply
+// goes out at once, and a burst of thousands costs a few hundred writes through the API
+// server rather than thousands.
 func (o *output) flushLoop() {
+	var last time.Time
 	for range o.dirty {
+		if wait := flushEvery - time.Since(last); wait > 0 {
+			time.Sleep(wait)
+		}
+		last = time.Now()
 		o.mu.Lock()
 		if err := o.w.Flush(); err != nil && o.err == nil {
 			o.err = err

@@ -377,36 +377,63 @@ def sync(config_path: Path | None, environment: str | None, cluster: str | None,
 
 
 @main.command(context_settings={"ignore_unknown_options": True})
-@click.argument("workload")
-@click.option("--port", "-p", "port", required=True,
+@click.argument("workload", required=False)
+@click.option("--port", "-p", "port",
               help="PORT or PORT:LOCALPORT: the container port whose traffic comes to the "
                    "command, and where the command listens (default: the same).")  # fmt: skip
-@click.option("--namespace", "-n", default="default", show_default=True)
+@click.option("--namespace", "-n", help="Default: default (the project's, from kubeloop.yaml).")
 @click.option("--container", "-c", help="Default: the pod's first container.")
-@click.option("--env", "-e", "env_pairs", multiple=True, help="NAME=VALUE to set or override.")
+@click.option(
+    "--var",
+    "-e",
+    "env_pairs",
+    multiple=True,
+    help="NAME=VALUE to set or override in its environment.",
+)
+@CONFIG
+@ENV
 @CLUSTER
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-def bridge(workload: str, port: str, namespace: str, container: str | None,
-           env_pairs: tuple[str, ...], cluster: str | None, command: tuple[str, ...]) -> None:  # fmt: skip
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def bridge(workload: str | None, port: str | None, namespace: str | None,
+           container: str | None, env_pairs: tuple[str, ...], config_path: Path | None,
+           environment: str | None, cluster: str | None, command: tuple[str, ...]) -> None:  # fmt: skip
     """Run COMMAND here as if it were WORKLOAD in the cluster: new connections to the
     pods' PORT come to it, and it reaches Services by name with the pod's environment and
     mounted files (under $KUBELOOP_ROOT). No root; the pods get their traffic back at once
-    when it stops, and within seconds if this machine goes away.
+    when it stops, and within seconds if this machine goes away. Without WORKLOAD, the
+    project's 'bridge:' entries of kubeloop.yaml run.
 
     \b
     kubeloop bridge deployment/web --port 8000 -- python manage.py runserver 0.0.0.0:8000
     """
+    import asyncio
+
     from kubeloop.bridge import Bridge, BridgeSpec, parse_port
     from kubeloop.ui import info
 
+    if workload is None:
+
+        async def project(session: Any) -> int:
+            bridges = session.bridges(info)
+            if not bridges:
+                raise KubeloopError("kubeloop.yaml has no bridge entries",
+                                    "add a 'bridge:' section, or name a workload")  # fmt: skip
+            codes = await asyncio.gather(*(b.run() for b in bridges))
+            return int(max(codes))
+
+        sys.exit(_run(_with_session(config_path, environment, cluster, project)))
+    if not port or not command:
+        raise click.UsageError("a bridge needs --port and a command: kubeloop bridge "
+                               "WORKLOAD --port PORT -- COMMAND...")  # fmt: skip
     remote, local = parse_port(port)
     env = {}
     for pair in env_pairs:
         key, sep, value = pair.partition("=")
         if not sep:
-            raise click.UsageError(f"--env {pair!r} is not NAME=VALUE")
+            raise click.UsageError(f"--var {pair!r} is not NAME=VALUE")
         env[key] = value
-    spec = BridgeSpec(workload, remote, list(command), namespace, local, container, env)
+    spec = BridgeSpec(workload, remote, list(command), namespace or "default", local,
+                      container, env)  # fmt: skip
 
     async def action() -> int:
         from kubeloop.cluster import get_cluster

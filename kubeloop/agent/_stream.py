@@ -80,6 +80,7 @@ class AgentStream:
         self._next_id = 0
         self._pending: dict[int, asyncio.Future[Reply]] = {}
         self._partial: dict[int, list[bytes]] = {}
+        self._partial_size: dict[int, int] = {}
         self._limits: dict[int, int] = {}
         self._watches: dict[int, Callable[[WatchReport], None]] = {}
         self._channels: dict[int, Channel] = {}
@@ -149,11 +150,13 @@ class AgentStream:
         if op in ("h", "f"):  # a part of a long reply
             parts = self._partial.setdefault(ident, [])
             parts.append(body)
-            if sum(map(len, parts)) > self._limits.get(ident, MAX_REPLY):
+            self._partial_size[ident] = self._partial_size.get(ident, 0) + len(body)
+            if self._partial_size[ident] > self._limits.get(ident, MAX_REPLY):
                 raise WireError(f"a reply longer than the {self._limits.get(ident)} bytes asked")
             return
         if ident in self._partial:
             body = b"".join(self._partial.pop(ident)) + body
+            self._partial_size.pop(ident, None)
         self._limits.pop(ident, None)
         future = self._pending.pop(ident, None)
         if future is not None and not future.done():

@@ -4,9 +4,11 @@ developer's machine, which in turn reaches the cluster as the pod would.
 Inbound ("steal"): in every pod of the workload, kubeloop's agent (an ephemeral
 container with NET_ADMIN, reused across sessions) redirects new connections to the port
 to itself and carries them over its stream to the local command; the pods keep running,
-so giving the traffic back is instant. The redirect expires 10 s after the last
-heartbeat: if kubeloop is killed, the laptop sleeps or the network drops, the pods get
-their traffic back by themselves. Connections from the node (probes) are never taken.
+so giving the traffic back is instant. If kubeloop is killed, its stream ends and the
+agent gives the port back at once; if kubeloop freezes (the laptop sleeps, the network
+drops), the agent gives it back 5 s after the last heartbeat; if the agent itself dies,
+the redirect expires 8 s after its last renewal. Connections from the node (probes)
+are never taken.
 
 Outbound: the command runs in namespaces of its own (see _local.py) with the pod's
 environment, resolver settings and mounted files.
@@ -20,6 +22,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kubeloop.agent import (
@@ -36,6 +39,7 @@ from kubeloop.agent._binary import go_arch
 from kubeloop.bridge._context import PodContext, pod_context
 from kubeloop.bridge._local import LocalCommand
 from kubeloop.cluster import ClusterInfo
+from kubeloop.config import BridgeEntry
 from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube, label_selector
 from kubeloop.paths import cache_dir
@@ -57,6 +61,12 @@ class BridgeSpec:
     local_port: int | None = None  # where the command listens (default: port)
     container: str | None = None
     env: dict[str, str] = field(default_factory=dict)  # set or override variables
+    cwd: Path | None = None  # where the command runs (default: the current folder)
+
+    @classmethod
+    def from_config(cls, entry: BridgeEntry, namespace: str, folder: Path) -> BridgeSpec:
+        return cls(entry.workload, entry.port, list(entry.command), namespace,
+                   entry.local_port, entry.container, dict(entry.env), folder)  # fmt: skip
 
 
 @dataclass
@@ -216,7 +226,7 @@ class Bridge:
             first = next(iter(self.links.values())).stream
             self.local = LocalCommand(first)
             env = {**os.environ, **self.context.env, **self.spec.env}
-            await self.local.start(self.spec.command, env, await first.resolv_conf())
+            await self.local.start(self.spec.command, env, await first.resolv_conf(), self.spec.cwd)
             self.started = time.monotonic()
             keeper = asyncio.get_running_loop().create_task(self._keep_up(workload, image))
             self.on_event(f"bridge: {self.spec.workload} port {self.spec.port} -> local port "

@@ -81,7 +81,8 @@ class LocalCommand:
         self._folder = Path(tempfile.mkdtemp(prefix="kubeloop-bridge-"))
         self.connections = 0
 
-    async def start(self, argv: Sequence[str], env: Mapping[str, str], pod_resolv: str) -> None:
+    async def start(self, argv: Sequence[str], env: Mapping[str, str], pod_resolv: str,
+                    cwd: Path | None = None) -> None:  # fmt: skip
         resolv = self._folder / "resolv.conf"
         resolv.write_text(resolver_settings(pod_resolv))
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -90,6 +91,7 @@ class LocalCommand:
             self.process = await spawn_tethered(
                 str(binary), "local", "--control-fd", str(theirs.fileno()),
                 "--resolv", str(resolv), "--", *argv, env=dict(env), pass_fds=[theirs.fileno()],
+                cwd=cwd,
             )  # fmt: skip
         finally:
             theirs.close()
@@ -132,7 +134,8 @@ class LocalCommand:
     async def connect(self, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A connection to the command's ``port`` inside its namespace (for traffic the
         bridge brings in)."""
-        assert self._control is not None
+        if self._control is None:  # a connection came before the command was set up
+            raise ConnectionError("the bridged command is not started yet")
         async with self._control_lock:
             await asyncio.get_running_loop().sock_sendall(self._control, b"S")
             message, fds = await _receive_fds(self._control, 1, 5)

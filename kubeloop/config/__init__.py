@@ -1,11 +1,20 @@
 """Project configuration: the ``kubeloop.yaml`` schema and its loader."""
 
 from kubeloop.config.loader import CONFIG_NAME, ConfigError, LoadedConfig, find_config, load, parse
-from kubeloop.config.schema import Artifact, Manifests, PortForward, Project, SyncSpec, json_schema
+from kubeloop.config.schema import (
+    Artifact,
+    BridgeEntry,
+    Manifests,
+    PortForward,
+    Project,
+    SyncSpec,
+    json_schema,
+)
 
 __all__ = [
     "CONFIG_NAME",
     "Artifact",
+    "BridgeEntry",
     "ConfigError",
     "LoadedConfig",
     "Manifests",

@@ -74,6 +74,19 @@ class SyncSpec(Strict):
     )
 
 
+class BridgeEntry(Strict):
+    """A workload whose traffic for a port goes to a command on this machine, which
+    reaches the cluster as the pod would (``kubeloop bridge``; started by ``dev``)."""
+
+    workload: str = Field(description="KIND/NAME (deployment/web) or a Deployment's NAME.")
+    port: int = Field(ge=1, le=65535, description="The container port whose traffic comes here.")
+    local_port: int | None = Field(None, alias="localPort", ge=1, le=65535,
+                                   description="Where the command listens (default: port).")  # fmt: skip
+    container: str | None = Field(None, description="Default: the pod's first container.")
+    command: list[str] = Field(min_length=1, description="Run from kubeloop.yaml's folder.")
+    env: dict[str, str] = Field(default_factory=dict, description="Set or override variables.")
+
+
 class DeploySettings(Strict):
     prune: bool = True
     timeout: float = Field(120, gt=0, description="Seconds to wait for the rollout.")
@@ -99,6 +112,7 @@ class Environment(Strict):
     manifests: Manifests | None = None
     port_forward: list[PortForward] | None = Field(None, alias="portForward")
     sync: list[SyncSpec] | None = None
+    bridge: list[BridgeEntry] | None = None
     artifacts: list[Artifact] | None = None
     context: str | None = Field(None, description="kubeconfig context for this environment.")
 
@@ -114,6 +128,9 @@ class Project(Strict):
     values: dict[str, Any] = Field(default_factory=dict, description="Template values.")
     port_forward: list[PortForward] = Field(default_factory=list, alias="portForward")
     sync: list[SyncSpec] = Field(default_factory=list, description="Live sync rules for dev.")
+    bridge: list[BridgeEntry] = Field(
+        default_factory=list, description="Workloads run on this machine (kubeloop bridge, dev)."
+    )
     deploy: DeploySettings = Field(default_factory=lambda: DeploySettings.model_validate({}))
     dev: DevSettings = Field(default_factory=lambda: DevSettings.model_validate({}))
     environments: dict[str, Environment] = Field(default_factory=dict)

@@ -9,13 +9,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubeloop import ui
 from kubeloop.devloop.logs import LogStreamer, Printer, rich_printer
 from kubeloop.devloop.portforward import Forwarder
 from kubeloop.devloop.session import Session
 from kubeloop.errors import KubeloopError
+
+if TYPE_CHECKING:
+    from kubeloop.bridge import Bridge
 
 ALWAYS_IGNORED = {".git", ".venv", "venv", "node_modules", "__pycache__", ".mypy_cache",
                   ".pytest_cache", ".ruff_cache", ".idea", ".vscode"}  # fmt: skip
@@ -104,6 +107,7 @@ class DevLoop:
                 self.forwarders.append(forwarder)
                 tasks.append(asyncio.create_task(forwarder.run()))
             tasks += [asyncio.create_task(syncer.run(stop)) for syncer in self.syncers]
+            tasks += [asyncio.create_task(self._bridge(b)) for b in session.bridges(ui.info)]
             await self._watch(stop)
         finally:
             for task in tasks:
@@ -112,6 +116,17 @@ class DevLoop:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await self._finish()
+
+    async def _bridge(self, bridge: Bridge) -> None:
+        """A ``bridge:`` entry for as long as dev runs; its command ending or failing is
+        reported, and dev goes on."""
+        try:
+            code = await bridge.run()
+            ui.warn(f"bridge {bridge.spec.workload}: the local command exited ({code}); "
+                    "its pods have their traffic back")  # fmt: skip
+        except KubeloopError as exc:
+            ui.warn(f"bridge {bridge.spec.workload}: {exc.message}"
+                    + (f"\n  fix: {exc.hint}" if exc.hint else ""))  # fmt: skip
 
     async def _watch(self, stop: asyncio.Event) -> None:
         from watchfiles import awatch

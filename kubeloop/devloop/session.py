@@ -6,13 +6,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kubeloop import ui
 from kubeloop.cluster import ClusterInfo, get_cluster, list_records
 from kubeloop.config import LoadedConfig, load
 from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube, label_selector
+
+if TYPE_CHECKING:  # imported when used: the bridge is not needed by most commands
+    from kubeloop.bridge import Bridge
 
 Obj = dict[str, Any]
 
@@ -81,6 +84,14 @@ class Session:
                    container=spec.container, on_event=on_event)
             for spec in self.config.project.sync
         ]  # fmt: skip
+
+    def bridges(self, on_event: Callable[[str], None] = lambda _: None) -> list[Bridge]:
+        """The project's ``bridge:`` entries, ready to run."""
+        from kubeloop.bridge import Bridge, BridgeSpec
+
+        return [Bridge(self.kube, self.cluster,
+                       BridgeSpec.from_config(entry, self.namespace, self.config.root), on_event)
+                for entry in self.config.project.bridge]  # fmt: skip
 
     async def _dev_mode(self, objects: list[Obj]) -> None:
         specs = [s for s in self.config.project.sync if s.restart != "none"]

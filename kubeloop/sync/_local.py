@@ -40,15 +40,14 @@ class Ignore:
         patterns = list(ALWAYS_EXCLUDED) + list(excludes)
         dockerignore = root / ".dockerignore"
         if dockerignore.exists():
-            patterns += dockerignore.read_text().splitlines()
+            patterns += _ignore_lines(dockerignore)
         self.base = pathspec.GitIgnoreSpec.from_lines(patterns)
         self.nested: dict[Path, pathspec.GitIgnoreSpec | None] = {}
 
     def _spec_for(self, folder: Path) -> pathspec.GitIgnoreSpec | None:
         if folder not in self.nested:
-            gitignore = folder / ".gitignore"
-            self.nested[folder] = (pathspec.GitIgnoreSpec.from_lines(gitignore.read_text().splitlines())
-                                   if gitignore.exists() else None)  # fmt: skip
+            lines = _ignore_lines(folder / ".gitignore")
+            self.nested[folder] = pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
         return self.nested[folder]
 
     def has_nested(self) -> bool:
@@ -64,23 +63,36 @@ class Ignore:
         self.nested.pop(folder, None)
 
     def excluded(self, path: Path, is_dir: bool) -> bool:
-        relative = path.relative_to(self.root).as_posix() + ("/" if is_dir else "")
-        if self.base.match_file(relative):
+        relative = path.relative_to(self.root).as_posix()
+        suffix = "/" if is_dir else ""
+        if self.base.match_file(relative + suffix):
             return True
         # Each .gitignore applies to its own folder and below, with paths relative to it;
         # as in git, the deepest one with a matching pattern (ignore or '!' re-include)
-        # decides.
-        folder = path.parent
+        # decides. Folders are found by cutting the string (a deep path would otherwise
+        # cost a Path object per level per level).
+        cut = len(relative)
         while True:
+            cut = relative.rfind("/", 0, cut)
+            folder = self.root / relative[:cut] if cut > 0 else self.root
             spec = self._spec_for(folder)
             if spec is not None:
-                verdict = spec.check_file(path.relative_to(folder).as_posix()
-                                          + ("/" if is_dir else "")).include  # fmt: skip
+                verdict = spec.check_file(relative[cut + 1 :] + suffix).include
                 if verdict is not None:
                     return bool(verdict)
-            if folder == self.root or self.root not in folder.parents:
+            if cut <= 0:
                 return False
-            folder = folder.parent
+
+
+def _ignore_lines(path: Path) -> list[str]:
+    """The lines of an ignore file; none when it is absent, not a regular file (a folder
+    a container made by that name) or unreadable. Not UTF-8 is read as well as it goes."""
+    try:
+        if not path.is_file():
+            return []
+        return path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
 
 
 def entry_of(path: Path) -> LocalEntry | None:

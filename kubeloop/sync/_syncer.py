@@ -348,11 +348,11 @@ class Syncer:
         for rel, entry in sorted(remote.items()):
             if entry.kind != "F" or state.agreed.get(rel) == entry.digest:
                 continue
-            if state.ignore.excluded(state.rule.local / rel, False):
-                continue
-            try:
+            try:  # a name the local file system cannot hold (too long...) is an OSError
+                if state.ignore.excluded(state.rule.local / rel, False):
+                    continue
                 events += await self._pull_file(stream, state, rel, entry)
-            except (OSError, _localfs.UnsafePath) as exc:
+            except OSError as exc:
                 events.append(f"not pulled {rel}: {exc.strerror or exc}")
         gone = [r for r in state.agreed if r not in remote and _within(r, scope)]
         for rel in gone:

@@ -9,7 +9,8 @@ package main
 //	'Q' resolver settings               -> 'Q' the pod's /etc/resolv.conf
 //
 // Stolen ports stay stolen only while the client's heartbeats ('P', every 2 s) arrive:
-// their nftables elements expire 10 s after the last renewal, and the stream's end
+// the agent gives them back when the heartbeats stop for 5 s, their nftables elements
+// expire 8 s after the last renewal should the agent itself die, and the stream's end
 // releases them at once.
 
 import (
@@ -25,9 +26,9 @@ import (
 )
 
 const (
-	stealTTL     = 10 * time.Second
-	renewEvery   = 3 * time.Second
-	heartbeatMax = 8 * time.Second
+	stealTTL     = 8 * time.Second // what a dead agent leaves behind expires in this
+	renewEvery   = 2 * time.Second
+	heartbeatMax = 5 * time.Second // the client pings every 2 s
 	maxDNS       = 64 << 10
 )
 
@@ -38,6 +39,7 @@ type bridge struct {
 	mu        sync.Mutex
 	stealer   *stealer
 	listeners map[uint16]net.Listener // stolen port -> our listener
+	paused    bool                    // the client went silent: ports given back
 	stop      chan struct{}
 }
 
@@ -93,7 +95,10 @@ func (b *bridge) acceptLoop(listener net.Listener, port uint16) {
 	}
 }
 
-// renewLoop keeps the stolen ports' elements alive while the client is.
+// renewLoop keeps the stolen ports' elements alive while the client is. When its
+// heartbeats stop (the laptop sleeps, the network is cut but the stream stays open), the
+// ports go back to the app at once rather than when the elements run out, and are taken
+// again if the heartbeats resume.
 func (b *bridge) renewLoop() {
 	ticker := time.NewTicker(renewEvery)
 	defer ticker.Stop()
@@ -103,16 +108,22 @@ func (b *bridge) renewLoop() {
 			return
 		case <-ticker.C:
 		}
-		if time.Since(time.Unix(0, b.lastPing.Load())) > heartbeatMax {
-			continue // the client is silent: let the elements run out
-		}
+		silent := time.Since(time.Unix(0, b.lastPing.Load())) > heartbeatMax
 		b.mu.Lock()
 		for port, listener := range b.listeners {
-			local := uint16(listener.Addr().(*net.TCPAddr).Port)
-			if err := b.stealer.install(port, local, stealTTL); err != nil {
-				fmt.Fprintf(os.Stderr, "kubeloop-agent: renewing port %d: %v\n", port, err)
+			var err error
+			if silent {
+				if !b.paused {
+					err = b.stealer.release(port)
+				}
+			} else {
+				err = b.stealer.install(port, uint16(listener.Addr().(*net.TCPAddr).Port), stealTTL)
+			}
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "kubeloop-agent: port %d: %v\n", port, err)
 			}
 		}
+		b.paused = silent
 		b.mu.Unlock()
 	}
 }

@@ -57,6 +57,8 @@ func newChannels(out *output) *channels {
 	return &channels{byID: map[uint32]*channel{}, out: out}
 }
 
+// add registers a connection; start begins carrying its bytes (after the peer knows of
+// it: data for a channel it has not heard of would be dropped).
 func (m *channels) add(id uint32, conn net.Conn) (*channel, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -69,9 +71,12 @@ func (m *channels) add(id uint32, conn net.Conn) (*channel, error) {
 	c := &channel{id: id, conn: conn, out: m.out, mux: m, credit: window}
 	c.cond = sync.NewCond(&c.mu)
 	m.byID[id] = c
+	return c, nil
+}
+
+func (c *channel) start() {
 	go c.readLoop()
 	go c.writeLoop()
-	return c, nil
 }
 
 func (m *channels) get(id uint32) *channel {
@@ -111,25 +116,29 @@ func (m *channels) dial(id uint32, address string) {
 			m.out.send('E', id, []byte(err.Error()))
 			return
 		}
-		if _, err := m.add(id, conn); err != nil {
+		c, err := m.add(id, conn)
+		if err != nil {
 			conn.Close()
 			m.out.send('E', id, []byte(err.Error()))
 			return
 		}
 		m.out.send('A', id)
+		c.start()
 	}()
 }
 
 // accepted announces a connection the agent took (a stolen port) and carries it.
 func (m *channels) accepted(conn net.Conn, port uint16) {
 	id := agentIDBase | (m.nextID.Add(1) & 0x7fffffff)
-	if _, err := m.add(id, conn); err != nil {
+	c, err := m.add(id, conn)
+	if err != nil {
 		conn.Close()
 		return
 	}
 	body := binary.BigEndian.AppendUint16(nil, port)
 	body = appendString(body, conn.RemoteAddr().String())
 	m.out.send('a', id, body)
+	c.start()
 }
 
 // frame handles the peer's channel frames; a frame for an unknown channel is dropped

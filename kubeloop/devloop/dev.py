@@ -19,6 +19,7 @@ from kubeloop.errors import KubeloopError
 
 if TYPE_CHECKING:
     from kubeloop.bridge import Bridge
+    from kubeloop.devloop.guard import Guard
 
 ALWAYS_IGNORED = {".git", ".venv", "venv", "node_modules", "__pycache__", ".mypy_cache",
                   ".pytest_cache", ".ruff_cache", ".idea", ".vscode"}  # fmt: skip
@@ -46,6 +47,7 @@ class DevLoop:
     on_iteration: Callable[[Iteration], None] = lambda _: None
     forwarders: list[Forwarder] = field(default_factory=list)
     syncers: list[Any] = field(default_factory=list)
+    guard: Guard | None = None
 
     def affected(self, paths: set[str]) -> tuple[set[str], bool]:
         """(artifacts whose context holds a changed file, whether manifests changed)."""
@@ -96,6 +98,9 @@ class DevLoop:
         stop = stop or asyncio.Event()
         tasks: list[asyncio.Task[Any]] = []
         try:
+            self.guard = await self._start_guard()
+            if self.guard is not None:
+                tasks.append(asyncio.create_task(self.guard.keep_alive()))
             await session.deploy(dev_mode=True)  # inside: a stop during it still undoes it
             self.syncers = session.syncers(ui.info)
             tasks.append(asyncio.create_task(LogStreamer(session.kube, session.namespace,
@@ -148,6 +153,22 @@ class DevLoop:
                 ui.info(f"[green]updated[/green] in {iteration.total:.1f}s ({rebuilt}; "
                         f"kubeloop overhead {iteration.overhead:.2f}s)")  # fmt: skip
 
+    async def _start_guard(self) -> Guard | None:
+        """The in-cluster guard that undoes dev mode's change should dev be killed (see
+        guard.py); started before any workload is changed."""
+        project = self.session.config.project
+        if project.dev.keep_changes or not any(s.restart != "none" for s in project.sync):
+            return None
+        from kubeloop.deploy.apply import ensure_namespace
+        from kubeloop.devloop.guard import Guard
+        from kubeloop.sync.attach import ensure_agent_image
+
+        await ensure_namespace(self.session.kube, self.session.namespace)
+        guard = Guard(self.session.kube, self.session.namespace, project.name,
+                      await ensure_agent_image(self.session.cluster), on_event=ui.warn)  # fmt: skip
+        await guard.start()
+        return guard
+
     async def _finish(self) -> None:
         """What dev leaves behind: nothing it deployed (cleanup), or what it deployed
         without its dev-mode change (the default), or both as they are (keepChanges)."""
@@ -158,3 +179,5 @@ class DevLoop:
         elif not dev.keep_changes:
             for name in await self.session.undo_dev_mode():
                 ui.info(f"restored {name} (dev mode's change undone; keep it with --keep)")
+        if self.guard is not None:
+            await self.guard.end()

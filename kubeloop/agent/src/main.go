@@ -251,6 +251,8 @@ func main() {
 		}
 	case "serve":
 		serveCommand(os.Args[2:])
+	case "guard":
+		guardCommand(os.Args[2:])
 	case "local":
 		localCommand(os.Args[2:])
 	case "local-ns":

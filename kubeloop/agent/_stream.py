@@ -148,6 +148,8 @@ class AgentStream:
                 callback(WatchReport(paths, resync, ended))
             return
         if op in ("h", "f"):  # a part of a long reply
+            if ident not in self._pending:
+                return  # nobody asked (or it timed out): not kept
             parts = self._partial.setdefault(ident, [])
             parts.append(body)
             self._partial_size[ident] = self._partial_size.get(ident, 0) + len(body)

@@ -43,6 +43,7 @@ class Ignore:
             patterns += _ignore_lines(dockerignore)
         self.base = pathspec.GitIgnoreSpec.from_lines(patterns)
         self.nested: dict[Path, pathspec.GitIgnoreSpec | None] = {}
+        self._folders: list[str] | None = None
 
     def _spec_for(self, folder: Path) -> pathspec.GitIgnoreSpec | None:
         if folder not in self.nested:
@@ -50,9 +51,21 @@ class Ignore:
             self.nested[folder] = pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
         return self.nested[folder]
 
+    def _gitignore_folders(self) -> list[str]:
+        """Folders (relative to the root, "" for it) that hold a .gitignore, deepest first;
+        found once with a walk that follows no symlink, forgotten when one changes."""
+        if self._folders is None:
+            found = []
+            for folder, _dirs, files in os.walk(self.root):
+                if ".gitignore" in files:
+                    rel = os.path.relpath(folder, self.root)
+                    found.append("" if rel == "." else Path(rel).as_posix())
+            self._folders = sorted(found, key=len, reverse=True)
+        return self._folders
+
     def has_nested(self) -> bool:
         """Whether any .gitignore below the root exists (else skip the per-file lookup)."""
-        return any(True for _ in self.root.rglob(".gitignore"))
+        return bool(self._gitignore_folders())
 
     def excluded_rel(self, relative: str, is_dir: bool, nested: bool = True) -> bool:
         if self.base.match_file(relative + ("/" if is_dir else "")):
@@ -61,6 +74,7 @@ class Ignore:
 
     def forget(self, folder: Path) -> None:
         self.nested.pop(folder, None)
+        self._folders = None
 
     def excluded(self, path: Path, is_dir: bool) -> bool:
         relative = path.relative_to(self.root).as_posix()
@@ -69,19 +83,18 @@ class Ignore:
             return True
         # Each .gitignore applies to its own folder and below, with paths relative to it;
         # as in git, the deepest one with a matching pattern (ignore or '!' re-include)
-        # decides. Folders are found by cutting the string (a deep path would otherwise
-        # cost a Path object per level per level).
-        cut = len(relative)
-        while True:
-            cut = relative.rfind("/", 0, cut)
-            folder = self.root / relative[:cut] if cut > 0 else self.root
-            spec = self._spec_for(folder)
+        # decides. Only folders that hold one are looked at: a deep path costs no more
+        # than the .gitignore files above it.
+        for folder in self._gitignore_folders():
+            if folder and not relative.startswith(folder + "/"):
+                continue
+            spec = self._spec_for(self.root / folder if folder else self.root)
             if spec is not None:
-                verdict = spec.check_file(relative[cut + 1 :] + suffix).include
+                inside = relative[len(folder) + 1 :] if folder else relative
+                verdict = spec.check_file(inside + suffix).include
                 if verdict is not None:
                     return bool(verdict)
-            if cut <= 0:
-                return False
+        return False
 
 
 def _ignore_lines(path: Path) -> list[str]:

@@ -62,7 +62,7 @@ def guard_pod(namespace: str, project: str, lease: Obj, image: str, duration: in
             "terminationGracePeriodSeconds": 1,
             "containers": [{
                 "name": "guard", "image": image, "imagePullPolicy": "IfNotPresent",
-                "command": ["/kubeloop-agent", "guard", "--namespace", namespace,
+                "command": ["/kubeloop-agent", "guard",  # in its own namespace
                             "--lease", lease["metadata"]["name"], "--project", project,
                             "--duration", f"{duration}s"],
                 "resources": {"requests": {"cpu": "5m", "memory": "16Mi"},

@@ -2,7 +2,7 @@ package main
 
 // The in-cluster guard of a dev session:
 //
-//	kubeloop-agent guard --namespace NS --lease NAME --project P [--duration S]
+//	kubeloop-agent guard --lease NAME --project P [--duration S]   (in its pod's namespace)
 //
 // runs as a pod of its own while `kubeloop dev` has changed workloads (the supervisor it
 // wraps the app in). kubeloop renews a Lease every few seconds. If the renewals stop for
@@ -110,8 +110,11 @@ func parseGuard(args []string) guardArgs {
 
 func guardCommand(args []string) {
 	g := parseGuard(args)
+	if namespace, err := os.ReadFile(saDir + "/namespace"); err == nil && g.namespace == "" {
+		g.namespace = strings.TrimSpace(string(namespace))
+	}
 	if g.namespace == "" || g.lease == "" || g.project == "" {
-		fail("usage: guard --namespace NS --lease NAME --project P [--duration 20s]")
+		fail("usage: guard --lease NAME --project P [--duration 20s] [--namespace NS]")
 	}
 	api, err := inClusterAPI()
 	if err != nil {

@@ -9,11 +9,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from kubeloop.errors import KubeloopError
+
+if TYPE_CHECKING:  # the library is imported when a command runs (start-up speed)
+    from kubeloop.devloop.session import Session, Timings
 
 T = TypeVar("T")
 
@@ -200,7 +203,7 @@ CLUSTER = click.option(
 
 
 async def _with_session(config_path: Path | None, environment: str | None, cluster: str | None,
-                        action: Callable[[Any], Awaitable[T]]) -> T:  # fmt: skip
+                        action: Callable[[Session], Awaitable[T]]) -> T:  # fmt: skip
     from kubeloop.devloop import open_session
 
     session = await open_session(config_path, environment, cluster)
@@ -223,7 +226,7 @@ def build(config_path: Path | None, environment: str | None, cluster: str | None
     def show(image: str, line: str) -> None:
         console().print(f"[dim]{image} |[/dim] {line}", markup=True, highlight=False)
 
-    async def action(session: Any) -> None:
+    async def action(session: Session) -> None:
         timings = await session.build(set(only) or None, show)
         for image, reference in session.last_built.items():
             state = "built" if image in timings.built else "unchanged"
@@ -270,7 +273,7 @@ def deploy(config_path: Path | None, environment: str | None, cluster: str | Non
            no_wait: bool) -> None:  # fmt: skip
     """Build, render and apply (server-side), prune what left, and wait for the rollout."""
 
-    async def action(session: Any) -> Any:
+    async def action(session: Session) -> Timings:
         return await session.deploy(wait=not no_wait)
 
     timings = _run(_with_session(config_path, environment, cluster, action))
@@ -286,7 +289,7 @@ def deploy(config_path: Path | None, environment: str | None, cluster: str | Non
 def delete(config_path: Path | None, environment: str | None, cluster: str | None) -> None:
     """Delete exactly what kubeloop deployed for this project."""
 
-    async def action(session: Any) -> list[str]:
+    async def action(session: Session) -> list[str]:
         return list(await session.delete())
 
     removed = _run(_with_session(config_path, environment, cluster, action))
@@ -316,7 +319,7 @@ def dev(config_path: Path | None, environment: str | None, cluster: str | None,
     and merged logs. Ctrl-C stops."""
     from kubeloop.devloop.dev import DevLoop
 
-    async def action(session: Any) -> None:
+    async def action(session: Session) -> None:
         if cleanup is not None:
             session.config.project.dev.cleanup = cleanup
         if keep is not None:
@@ -360,7 +363,7 @@ def sync(config_path: Path | None, environment: str | None, cluster: str | None,
         finally:
             await kube.close()
 
-    async def project(session: Any) -> None:
+    async def project(session: Session) -> None:
         import asyncio
 
         syncers = session.syncers(info)
@@ -413,7 +416,7 @@ def bridge(workload: str | None, port: str | None, namespace: str | None,
 
     if workload is None:
 
-        async def project(session: Any) -> int:
+        async def project(session: Session) -> int:
             bridges = session.bridges(info)
             if not bridges:
                 raise KubeloopError("kubeloop.yaml has no bridge entries",
@@ -457,7 +460,7 @@ def reset(config_path: Path | None, environment: str | None, cluster: str | None
     """Undo dev mode's changes to the project's workloads (from the recorded original)."""
     from kubeloop.sync.devmode import reset as reset_workloads
 
-    async def action(session: Any) -> list[str]:
+    async def action(session: Session) -> list[str]:
         from kubeloop import ui
 
         return await reset_workloads(session.kube, session.namespace,

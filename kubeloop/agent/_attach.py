@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
 
 from kubeloop.agent._binary import agent_version
 from kubeloop.agent._stream import AgentStream
 from kubeloop.cluster import ClusterInfo
+from kubeloop.core import Obj
 from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube, KubeError
 from kubeloop.proc import spawn_tethered
 from kubeloop.render.render import kubectl_command
 
-Obj = dict[str, Any]
 AGENT_PREFIX = "kubeloop-agent"
 # Profiles: the app's identity (sync), root with SYS_PTRACE (sync where the app's user
 # may not write), and the network only with NET_ADMIN (bridge: redirect a port).

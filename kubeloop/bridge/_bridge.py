@@ -23,7 +23,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from kubeloop.agent import (
     NET,
@@ -40,11 +39,11 @@ from kubeloop.bridge._context import PodContext, pod_context
 from kubeloop.bridge._local import LocalCommand
 from kubeloop.cluster import ClusterInfo
 from kubeloop.config import BridgeEntry
+from kubeloop.core import Obj
 from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube, label_selector
 from kubeloop.paths import cache_dir
 
-Obj = dict[str, Any]
 HEARTBEAT = 2.0
 KINDS = {"deployment": ("apps/v1", "deployments"), "deploy": ("apps/v1", "deployments"),
          "statefulset": ("apps/v1", "statefulsets"), "sts": ("apps/v1", "statefulsets"),

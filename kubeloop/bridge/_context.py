@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kubeloop.core import Obj
 from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube, KubeError
 
-Obj = dict[str, Any]
 _REFERENCE = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)|\$\$")
 TOKEN_SECONDS = 3600
 

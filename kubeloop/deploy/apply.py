@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
+from kubeloop.core import Obj
 from kubeloop.deploy import inventory
 from kubeloop.deploy.inventory import ADOPTED, Entry, Ref, is_ours, ref_of, was_adopted
 from kubeloop.deploy.rollout import wait_rollout
@@ -21,7 +21,6 @@ from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube, KubeError
 from kubeloop.render.render import MANAGED_BY, PROJECT_LABEL
 
-Obj = dict[str, Any]
 # Objects others depend on go first.
 ORDER = ("Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "Role",
          "ClusterRoleBinding", "RoleBinding", "Secret", "ConfigMap", "PersistentVolumeClaim",

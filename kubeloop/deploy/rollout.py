@@ -5,12 +5,11 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
 
+from kubeloop.core import Obj
 from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube, label_selector
 
-Obj = dict[str, Any]
 WORKLOADS = ("Deployment", "StatefulSet", "DaemonSet")
 FATAL_WAITING = {
     "ImagePullBackOff": "the image cannot be pulled",

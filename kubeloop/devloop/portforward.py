@@ -11,16 +11,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import Any
 
 from kubeloop.config import PortForward
+from kubeloop.core import Obj
 from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube, label_selector
 from kubeloop.kube.client import pod_is_ready
 from kubeloop.proc import spawn_tethered
 from kubeloop.render.render import kubectl_command
-
-Obj = dict[str, Any]
 
 
 def _container_port(pod: Obj, target: int | str) -> int:

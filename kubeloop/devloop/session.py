@@ -11,13 +11,12 @@ from typing import TYPE_CHECKING, Any
 from kubeloop import ui
 from kubeloop.cluster import ClusterInfo, get_cluster, list_records
 from kubeloop.config import LoadedConfig, load
+from kubeloop.core import Obj
 from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube, label_selector
 
 if TYPE_CHECKING:  # imported when used: the bridge is not needed by most commands
     from kubeloop.bridge import Bridge
-
-Obj = dict[str, Any]
 
 
 @dataclass

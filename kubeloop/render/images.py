@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
 
-Obj = dict[str, Any]
+from kubeloop.core import Obj
 
 
 def pod_template(obj: Obj) -> Obj | None:

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from kubeloop.config import LoadedConfig
+from kubeloop.core import Obj
 from kubeloop.errors import KubeloopError
 from kubeloop.proc import run
 from kubeloop.render.images import pod_template, replace_images
@@ -23,7 +24,6 @@ except ImportError:  # pragma: no cover
     from yaml import SafeDumper as _Dumper  # type: ignore[assignment]
     from yaml import SafeLoader as _Loader  # type: ignore[assignment]
 
-Obj = dict[str, Any]
 MANAGED_BY = "app.kubernetes.io/managed-by"
 PROJECT_LABEL = "kubeloop.dev/project"
 

@@ -31,12 +31,12 @@ from kubeloop.agent import (
 )
 from kubeloop.agent._binary import go_arch
 from kubeloop.cluster import ClusterInfo
+from kubeloop.core import Obj
 from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube
 from kubeloop.sync import _localfs
 from kubeloop.sync._local import Ignore, LocalEntry, entry_of, scan, walk
 
-Obj = dict[str, Any]
 Op = tuple[str, str, int, Path | str | bytes | None]
 SIGHUP, SIGTERM = 1, 15
 SMALL_FILE = 1 << 20  # read, hash and send in one go; larger files are streamed

@@ -22,12 +22,12 @@ import json
 from typing import Any
 
 from kubeloop.config import SyncSpec
+from kubeloop.core import Obj
 from kubeloop.errors import KubeloopError
 from kubeloop.images.registry import fetch_image_config
 from kubeloop.kube import Kube
 from kubeloop.render.images import pod_template
 
-Obj = dict[str, Any]
 ORIGINAL = "kubeloop.dev/original-template"
 TOOLS = "/kubeloop"
 AGENT = f"{TOOLS}/kubeloop-agent"

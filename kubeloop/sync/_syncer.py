@@ -10,21 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from kubeloop.agent import (
     APP,
     ROOT,
     AgentError,
     AgentStream,
-    Attached,
-    RemoteEntry,
-    WatchReport,
     ensure_agent,
     ensure_agent_image,
     open_stream,
@@ -34,69 +29,22 @@ from kubeloop.cluster import ClusterInfo
 from kubeloop.core import Obj
 from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube
-from kubeloop.sync import _localfs
 from kubeloop.sync._local import Ignore, LocalEntry, entry_of, scan, walk
+from kubeloop.sync._state import (
+    Batch,
+    Op,
+    PodSync,
+    RuleState,
+    SyncRule,
+    _op,
+    _record_sent,
+    _same,
+    _topmost,
+)
+from kubeloop.sync._twoway import TwoWay, Watch
 
-Op = tuple[str, str, int, Path | str | bytes | None]
 SIGHUP, SIGTERM = 1, 15
 SMALL_FILE = 1 << 20  # read, hash and send in one go; larger files are streamed
-MAX_PULL = 256 << 20  # the largest file two-way sync brings back
-# Entries of a change scope that are signals, not paths (a path never holds NUL).
-WATCH_RESYNC = "\0resync"  # events were lost: list the whole folder again
-WATCH_ENDED = "\0ended"  # the watch ended (folder replaced, out of watches)
-
-
-@dataclass(frozen=True)
-class SyncRule:
-    local: Path
-    remote: str
-    excludes: tuple[str, ...] = ()
-    restart: str = "none"  # none | process (SIGHUP to the supervisor) | container (SIGTERM)
-    two_way: bool = False  # bring container-side changes back (see Syncer.pull)
-
-    def remote_path(self, rel: str) -> str:
-        return f"{self.remote.rstrip('/')}/{rel}" if rel else self.remote
-
-
-@dataclass
-class Batch:
-    """What one change batch did."""
-
-    paths: list[str]
-    written: int
-    deleted: int
-    pods: int
-    seconds: float
-
-
-@dataclass
-class PodSync:
-    pod: str
-    stream: AgentStream
-    attached: Attached | None = None
-    sent_files: int = 0
-
-
-@dataclass
-class RuleState:
-    """What kubeloop knows of one rule's folder."""
-
-    rule: SyncRule
-    ignore: Ignore
-    local: dict[str, LocalEntry] | None = None  # None until scanned
-    # Two-way rules: the digest both sides agreed on last, per file.
-    agreed: dict[str, str] = field(default_factory=dict)
-    agreed_known: bool = False
-
-    def scanned(self) -> dict[str, LocalEntry]:
-        if self.local is None:
-            self.local = scan(self.rule.local, self.ignore)
-        return self.local
-
-    def drop(self, rel: str, table: dict[str, Any]) -> None:
-        """Forget rel and everything under it."""
-        for known in [k for k in table if k == rel or k.startswith(rel + "/")]:
-            del table[known]
 
 
 @dataclass
@@ -115,10 +63,14 @@ class Syncer:
     pods: dict[str, PodSync] = field(default_factory=dict)
     states: list[RuleState] = field(default_factory=list)
     _images: dict[str, str] = field(default_factory=dict)  # by architecture
+    twoway: TwoWay = field(init=False)
 
     def __post_init__(self) -> None:
         if not self.states:
             self.states = [RuleState(r, Ignore(r.local, list(r.excludes))) for r in self.rules]
+        # on_event may be replaced later: the pulling half reports through this one.
+        self.twoway = TwoWay(self.states, self._source, lambda text: self.on_event(text),
+                             self.poll_remote)  # fmt: skip
 
     # --- attaching -----------------------------------------------------------------------
 
@@ -315,139 +267,12 @@ class Syncer:
     # --- two-way --------------------------------------------------------------------------
 
     async def pull(self, changed: dict[int, set[str]] | None = None) -> list[str]:
-        """Bring changes made in the container back, for two-way rules. A file changed on
-        both sides since they last agreed is not overwritten: the container's version is
-        saved beside it as NAME.remote-conflict and the conflict is reported.
-
-        ``changed`` names, per rule, the paths the agent saw change; only those are
-        looked at. Without it, or with WATCH_RESYNC for a rule, the whole folder is listed."""
-        source = self._source()
-        if source is None:
-            return []
-        events: list[str] = []
-        for index, state in enumerate(self.states):
-            scope = None if changed is None else changed.get(index)
-            if not state.rule.two_way or (changed is not None and not scope):
-                continue
-            if scope is not None and WATCH_RESYNC in scope:
-                scope = None
-            remote = (await source.stream.listing(state.rule.remote) if scope is None else
-                      await source.stream.listing_of(state.rule.remote, _topmost(scope)))  # fmt: skip
-            events += await self._pull_rule(source.stream, state, remote, scope)
-        for event in events:
-            self.on_event(f"sync: {event}")
-        return events
+        """Bring changes made in the container back, for two-way rules (see TwoWay.pull)."""
+        return await self.twoway.pull(changed)
 
     def _source(self) -> PodSync | None:
         """The pod two-way rules read from: replicas share one source of truth."""
         return next(iter(self.pods.values()), None)
-
-    async def _pull_rule(self, stream: AgentStream, state: RuleState,
-                         remote: dict[str, RemoteEntry], scope: set[str] | None) -> list[str]:  # fmt: skip
-        events: list[str] = []
-        for rel, entry in sorted(remote.items()):
-            if entry.kind != "F" or state.agreed.get(rel) == entry.digest:
-                continue
-            try:  # a name the local file system cannot hold (too long...) is an OSError
-                if state.ignore.excluded(state.rule.local / rel, False):
-                    continue
-                events += await self._pull_file(stream, state, rel, entry)
-            except OSError as exc:
-                events.append(f"not pulled {rel}: {exc.strerror or exc}")
-        gone = [r for r in state.agreed if r not in remote and _within(r, scope)]
-        for rel in gone:
-            try:
-                removed = _localfs.remove_if_unchanged(state.rule.local, rel, state.agreed[rel])
-            except OSError as exc:
-                events.append(f"not removed {rel}: {exc.strerror or exc}")
-                removed = False
-            if removed:
-                state.scanned().pop(rel, None)
-                events.append(f"removed {rel}: deleted in the container")
-                self._remove_emptied_folders(state, rel, remote, scope)
-            del state.agreed[rel]
-        return events
-
-    async def _pull_file(self, stream: AgentStream, state: RuleState, rel: str,
-                         entry: RemoteEntry) -> list[str]:  # fmt: skip
-        root = state.rule.local
-        # The disk, not the cached state, says whether the local copy changed: an edit
-        # saved a moment ago may not have reached the watcher yet.
-        with _localfs.parent_of(root, rel, create=True) as (dirfd, name):
-            local = _localfs.digest_at(dirfd, name)
-        agreed = state.agreed.get(rel)
-        if local == entry.digest:
-            state.agreed[rel] = entry.digest  # both sides made the same change
-            return []
-        try:
-            data = await stream.read(state.rule.remote_path(rel), MAX_PULL)
-        except AgentError:
-            return []  # gone again since the listing: its deletion is reported next
-        digest = hashlib.sha256(data).hexdigest()  # what arrived, changed or not since
-        mode = entry.mode & 0o777
-        if local is not None and local != agreed:
-            conflict = _localfs.save_conflict(root, rel, data, mode)
-            state.agreed[rel] = digest  # reported once, not on every look
-            return [f"conflict: {rel} changed on both sides; the container's version is in "
-                    f"{conflict}, yours is unchanged"]  # fmt: skip
-        if not _localfs.replace_if_unchanged(root, rel, data, mode, local):
-            conflict = _localfs.save_conflict(root, rel, data, mode)
-            state.agreed[rel] = digest
-            return [f"conflict: {rel} was saved locally while the container's version "
-                    f"arrived; that is in {conflict}, yours is unchanged"]  # fmt: skip
-        state.scanned()[rel] = LocalEntry("F", mode, digest)  # so it is not echoed back
-        state.agreed[rel] = digest
-        return [f"pulled {rel} from the container"]
-
-    def _remove_emptied_folders(self, state: RuleState, rel: str,
-                                remote: dict[str, RemoteEntry], scope: set[str] | None) -> None:  # fmt: skip
-        """Folders the container removed go locally too, once nothing is left in them."""
-        for parent in Path(rel).parents:
-            folder = parent.as_posix()
-            if folder == "." or folder in remote or not _within(folder, scope):
-                return
-            if not _localfs.remove_empty_folder(state.rule.local, folder):
-                return  # something is left in it
-            state.scanned().pop(folder, None)
-
-    async def _remote_changes(self, watch: _Watch | None, interval: float
-                              ) -> tuple[dict[int, set[str]] | None, _Watch | None]:  # fmt: skip
-        """The next container-side changes for :meth:`pull`: ``None`` asks for a full
-        look. The agent's inotify reports drive it; a new source stream (first pod,
-        reconnect, rollout) is watched afresh and fully listed once, since what changed
-        before its watch is unknown. Where the agent cannot watch, it polls."""
-        source = self._source()
-        if source is None:
-            await asyncio.sleep(interval)
-            return {}, watch
-        if watch is None or watch.stream is not source.stream:
-            if self.poll_remote:
-                await asyncio.sleep(interval)
-                return None, None
-            fresh = _Watch(source.stream)
-            try:
-                for index, state in enumerate(self.states):
-                    if state.rule.two_way:
-                        await source.stream.watch(state.rule.remote, fresh.callback(index))
-            except AgentError as exc:
-                self.poll_remote = True
-                self.on_event(f"sync: the agent in {source.pod} cannot watch for changes "
-                              f"({exc.message}); polling every {interval:g} s instead")  # fmt: skip
-                return None, None
-            return None, fresh
-        try:
-            index, paths = await asyncio.wait_for(watch.queue.get(), timeout=interval)
-        except TimeoutError:
-            return {}, watch  # nothing changed; look again at which pod is the source
-        changed = {index: set(paths)}
-        while not watch.queue.empty():
-            index, paths = watch.queue.get_nowait()
-            changed.setdefault(index, set()).update(paths)
-        if any(WATCH_ENDED in p for p in changed.values()):
-            # The folder was replaced or the node ran out of watches: look at everything
-            # and watch afresh (which falls back to polling if it cannot).
-            return None, None
-        return changed, watch
 
     # --- running -------------------------------------------------------------------------
 
@@ -480,10 +305,10 @@ class Syncer:
                     await self.refresh_pods()
 
         async def pull_loop() -> None:
-            watch: _Watch | None = None
+            watch: Watch | None = None
             while not stop.is_set():
                 try:
-                    changed, watch = await self._remote_changes(watch, pull_interval)
+                    changed, watch = await self.twoway.remote_changes(watch, pull_interval)
                     await self.pull(changed)
                 except Exception as exc:  # two-way sync must not die silently
                     self.on_event(f"sync: bringing changes back failed: "
@@ -511,63 +336,6 @@ class Syncer:
                 await synced.stream.close()
 
 
-class _Watch:
-    """Change reports from the agent on one stream, tagged with their rule."""
-
-    def __init__(self, stream: AgentStream) -> None:
-        self.stream = stream
-        self.queue: asyncio.Queue[tuple[int, set[str]]] = asyncio.Queue()
-
-    def callback(self, index: int) -> Callable[[WatchReport], None]:
-        def on_report(report: WatchReport) -> None:
-            paths = set(report.paths)
-            if report.resync:
-                paths.add(WATCH_RESYNC)
-            if report.ended:
-                paths.add(WATCH_ENDED)
-            self.queue.put_nowait((index, paths))
-
-        return on_report
-
-
 def _denied(message: str) -> bool:
     lowered = message.lower()
     return "permission denied" in lowered or "operation not permitted" in lowered
-
-
-def _op(rule: SyncRule, rel: str, entry: LocalEntry | None) -> Op:
-    target = rule.remote_path(rel)
-    if entry is None:
-        return ("D", target, 0, None)
-    if entry.kind == "D":
-        return ("M", target, entry.mode, None)
-    if entry.kind == "L":
-        return ("L", target, 0, entry.digest)
-    return ("W", target, entry.mode, rule.local / rel)
-
-
-def _record_sent(state: RuleState, fresh: dict[str, LocalEntry], digests: dict[str, str]) -> None:
-    for rel, entry in fresh.items():
-        sent = digests.get(state.rule.remote_path(rel))
-        if entry.kind == "F" and sent and sent != entry.digest:
-            fresh[rel] = LocalEntry("F", entry.mode, sent)
-
-
-def _within(rel: str, scope: set[str] | None) -> bool:
-    return scope is None or any(rel == s or rel.startswith(s + "/") for s in scope)
-
-
-def _same(local: LocalEntry, remote: RemoteEntry | None) -> bool:
-    if remote is None or remote.kind != local.kind:
-        return False
-    if local.kind == "D":
-        return True
-    return remote.digest == local.digest and (local.kind == "L" or remote.mode == local.mode)
-
-
-def _topmost(paths: Iterable[str]) -> list[str]:
-    chosen: list[str] = []
-    for rel in sorted(paths):
-        if not any(rel.startswith(parent + "/") for parent in chosen):
-            chosen.append(rel)
-    return chosen

@@ -11,7 +11,7 @@ Three targets, one per case (``index % 3``):
   while requests (listing, read, hello, watch, dial…) wait on it: callers get a result or
   ``AgentError``, the reader task ends with no other exception, no frame over
   ``MAX_FRAME`` is dispatched (reaching one breaks the stream), no hang.
-* ``pull``: ``Syncer._pull_rule`` on a listing parsed from a mutated body, an agreed state
+* ``pull``: ``TwoWay._pull_rule`` (kubeloop/sync/_twoway.py) on a listing parsed from a mutated body, an agreed state
   naming paths outside the folder (``../victim.txt``, ``link/secret.txt``, absolute…), a
   local folder holding symlinks out of it, and a fake stream whose ``read`` returns random
   bytes or raises ``AgentError``: only kubeloop's errors, and afterwards nothing beside the
@@ -501,7 +501,7 @@ async def run_pull(data: dict[str, Any], base: Path) -> str:
     scope = None if data["scope"] is None else {fill(os.fsencode(s), base) for s in data["scope"]}
     outcome = "ok"
     try:
-        await syncer._pull_rule(FakeStream(data["reads"]), state, remote, scope)  # type: ignore[arg-type]
+        await syncer.twoway._pull_rule(FakeStream(data["reads"]), state, remote, scope)  # type: ignore[arg-type]
     except KubeloopError:
         outcome = "refused"
     after = snapshot(base, local)

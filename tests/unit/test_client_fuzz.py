@@ -50,7 +50,7 @@ async def pull(local: Path, listing: bytes, content: bytes = b"from the containe
     syncer = Syncer(None, ClusterInfo("t", "native", "", ""), "ns", "", [rule])  # type: ignore[arg-type]
     remote, _ = parse_listing(listing)
     try:
-        await syncer._pull_rule(Reads(content), syncer.states[0], remote, None)  # type: ignore[arg-type]
+        await syncer.twoway._pull_rule(Reads(content), syncer.states[0], remote, None)  # type: ignore[arg-type]
     except KubeloopError:
         pass
 

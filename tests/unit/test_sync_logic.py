@@ -5,7 +5,7 @@ import pytest
 
 from kubeloop.config import SyncSpec
 from kubeloop.sync import Ignore, scan
-from kubeloop.sync._syncer import _topmost, _within
+from kubeloop.sync._state import _topmost, _within
 from kubeloop.sync.devmode import AGENT, ORIGINAL, inject_supervisor
 
 

@@ -46,8 +46,8 @@ from typing import Any
 
 from kubeloop.bridge import Bridge, BridgeSpec
 from kubeloop.cluster import ClusterInfo, get_cluster
+from kubeloop.core import kubectl_command
 from kubeloop.kube import Kube
-from kubeloop.render.render import kubectl_command
 
 ROOT = Path(__file__).parents[1]
 NAMESPACE = "bench-bridge"

@@ -27,10 +27,10 @@ from pathlib import Path
 
 from kubeloop.build import ensure_docker_engine
 from kubeloop.cluster import create_cluster, seed_base_image
+from kubeloop.core import kubectl_command
 from kubeloop.devloop import open_session
 from kubeloop.devloop.dev import DevLoop, Iteration
 from kubeloop.render import render_yaml
-from kubeloop.render.render import kubectl_command
 
 ROOT = Path(__file__).parents[1]
 CLUSTER = "kubeloop"

@@ -28,9 +28,9 @@ from pathlib import Path
 import httpx
 
 from kubeloop.cluster import ClusterInfo, create_cluster, seed_base_image
+from kubeloop.core import kubectl_command
 from kubeloop.devloop import open_session
 from kubeloop.kube import Kube
-from kubeloop.render.render import kubectl_command
 from kubeloop.sync import Batch, Syncer, SyncRule
 
 ROOT = Path(__file__).parents[1]

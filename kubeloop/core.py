@@ -9,14 +9,36 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import shutil
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kubeloop.errors import KubeloopError
+from kubeloop.paths import cache_dir
 
 # A Kubernetes object or API response as decoded JSON: its fields are whatever the kind
 # says, so no narrower type is true for all of them.
 Obj = dict[str, Any]
+
+# The labels kubeloop puts on every object it applies (pod templates too).
+MANAGED_BY = "app.kubernetes.io/managed-by"
+PROJECT_LABEL = "kubeloop.dev/project"
+
+
+def kubectl_command() -> str:
+    """kubeloop's own kubectl (the native cluster's version, in the binaries cache) when
+    there is one, else the one on PATH."""
+    cached = sorted((cache_dir() / "bin").glob("kubernetes-*/kubectl"), reverse=True)
+    if cached:
+        return str(cached[0])
+    found = shutil.which("kubectl")
+    if found:
+        return found
+    raise KubeloopError(
+        "this needs kubectl, which is not installed",
+        "install kubectl, or create a native cluster (it brings one)",
+    )
+
 
 Condition = Callable[[], bool | Awaitable[bool]]
 

@@ -19,11 +19,10 @@ from dataclasses import dataclass
 from kubeloop.agent._binary import agent_version
 from kubeloop.agent._stream import AgentStream
 from kubeloop.cluster import ClusterInfo
-from kubeloop.core import Obj
+from kubeloop.core import Obj, kubectl_command
 from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube, KubeError
 from kubeloop.proc import spawn_tethered
-from kubeloop.render.render import kubectl_command
 
 AGENT_PREFIX = "kubeloop-agent"
 # Profiles: the app's identity (sync), root with SYS_PTRACE (sync where the app's user

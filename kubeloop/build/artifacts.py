@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubeloop.build.docker import BuildResult, builder_env, content_tag, ensure_bases_in_docker
+from kubeloop.build.engine import ensure_docker_engine
 from kubeloop.config import Artifact, LoadedConfig
 from kubeloop.errors import KubeloopError
 from kubeloop.images.registry import manifest_exists
+from kubeloop.paths import cache_dir
 from kubeloop.proc import run, run_streaming
 
 OnLine = Callable[[str, str], None]  # (artifact image, output line)
@@ -49,7 +51,6 @@ def _push_argv(artifact: Artifact, image: str) -> list[str]:
 
 
 def _registries_conf(registry: str) -> Path:
-    from kubeloop.paths import cache_dir
 
     path = cache_dir() / "registries.conf"
     path.write_text(
@@ -77,8 +78,6 @@ async def build_artifact(
     if await manifest_exists(image):
         return Built(artifact, BuildResult(image, tag, built=False), loop.time() - started)
     if artifact.builder == "docker":
-        from kubeloop.build.engine import ensure_docker_engine
-
         await ensure_docker_engine(quiet=True)
         await ensure_bases_in_docker(context / artifact.dockerfile, registry)
     env = {**os.environ, **builder_env()}

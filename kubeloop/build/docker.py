@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubeloop.errors import KubeloopError
+from kubeloop.images.registry import manifest_exists
+from kubeloop.images.seed import is_docker_hub_name, registry_reference
 from kubeloop.proc import run
 
 
@@ -87,8 +89,6 @@ async def ensure_bases_in_docker(dockerfile: Path, registry: str) -> None:
     """Give the local Docker engine the Dockerfile's Docker Hub base images from the
     cluster registry (where 'kubeloop cluster seed-image' put them), so a build works
     offline even when the engine started after the seeding."""
-    from kubeloop.images.registry import manifest_exists
-    from kubeloop.images.seed import is_docker_hub_name, registry_reference
 
     for image in base_images(dockerfile):
         if not is_docker_hub_name(image):
@@ -113,7 +113,6 @@ async def build_and_push(
         )
     tag = content_tag(context, dockerfile)
     image = f"{registry}/{repository}:{tag}"
-    from kubeloop.images.registry import manifest_exists
 
     if await manifest_exists(image):
         return BuildResult(image, tag, built=False)

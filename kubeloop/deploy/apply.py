@@ -13,13 +13,12 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kubeloop.core import Obj
+from kubeloop.core import MANAGED_BY, PROJECT_LABEL, Obj
 from kubeloop.deploy import inventory
 from kubeloop.deploy.inventory import ADOPTED, Entry, Ref, is_ours, ref_of, was_adopted
 from kubeloop.deploy.rollout import wait_rollout
 from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube, KubeError
-from kubeloop.render.render import MANAGED_BY, PROJECT_LABEL
 
 # Objects others depend on go first.
 ORDER = ("Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "Role",

@@ -15,9 +15,9 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from kubeloop.core import MANAGED_BY, PROJECT_LABEL
 from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube
-from kubeloop.render.render import MANAGED_BY, PROJECT_LABEL
 
 # On an object kubeloop adopted: the adoption outlives the inventory's entry (the object
 # may leave the render and come back, or the inventory may be lost or edited).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import time
 from collections.abc import Callable
 
@@ -91,7 +92,6 @@ async def pod_problem(kube: Kube, pod: Obj, probe_grace: float = 20) -> str | No
 
 
 def _parse_time(stamp: str) -> float:
-    import datetime as dt
 
     return dt.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()
 

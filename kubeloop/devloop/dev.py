@@ -11,15 +11,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from watchfiles import awatch
+
 from kubeloop import ui
+from kubeloop.config import load
+from kubeloop.deploy.apply import ensure_namespace
+from kubeloop.devloop.guard import Guard
 from kubeloop.devloop.logs import LogStreamer, Printer, rich_printer
 from kubeloop.devloop.portforward import Forwarder
 from kubeloop.devloop.session import Session
 from kubeloop.errors import KubeloopError
+from kubeloop.sync.attach import ensure_agent_image
 
 if TYPE_CHECKING:
     from kubeloop.bridge import Bridge
-    from kubeloop.devloop.guard import Guard
 
 ALWAYS_IGNORED = {".git", ".venv", "venv", "node_modules", "__pycache__", ".mypy_cache",
                   ".pytest_cache", ".ruff_cache", ".idea", ".vscode"}  # fmt: skip
@@ -82,8 +87,6 @@ class DevLoop:
         if not artifacts and not redeploy:
             return None
         if self.session.config.path.as_posix() in changed:
-            from kubeloop.config import load
-
             self.session.config = load(self.session.config.path, self.session.config.environment)
         started = time.monotonic()
         timings = await self.session.deploy(only=artifacts or set(), quiet=True, dev_mode=True)
@@ -134,7 +137,6 @@ class DevLoop:
                     + (f"\n  fix: {exc.hint}" if exc.hint else ""))  # fmt: skip
 
     async def _watch(self, stop: asyncio.Event) -> None:
-        from watchfiles import awatch
 
         session = self.session
         project = session.config.project
@@ -159,9 +161,6 @@ class DevLoop:
         project = self.session.config.project
         if project.dev.keep_changes or not any(s.restart != "none" for s in project.sync):
             return None
-        from kubeloop.deploy.apply import ensure_namespace
-        from kubeloop.devloop.guard import Guard
-        from kubeloop.sync.attach import ensure_agent_image
 
         await ensure_namespace(self.session.kube, self.session.namespace)
         guard = Guard(self.session.kube, self.session.namespace, project.name,

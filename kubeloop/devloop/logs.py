@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 
+from kubeloop.core import PROJECT_LABEL
 from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube
-from kubeloop.render.render import PROJECT_LABEL
 
 COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "red")
 Printer = Callable[[str, str, str], None]  # (prefix, colour, line)

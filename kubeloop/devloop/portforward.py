@@ -13,12 +13,11 @@ import contextlib
 from collections.abc import Callable
 
 from kubeloop.config import PortForward
-from kubeloop.core import Obj
+from kubeloop.core import Obj, kubectl_command
 from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube, label_selector
 from kubeloop.kube.client import pod_is_ready
 from kubeloop.proc import spawn_tethered
-from kubeloop.render.render import kubectl_command
 
 
 def _container_port(pod: Obj, target: int | str) -> int:

@@ -9,11 +9,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from kubeloop import ui
-from kubeloop.cluster import ClusterInfo, get_cluster, list_records
+from kubeloop.build.artifacts import build_all, reference_of
+from kubeloop.cluster import (
+    ClusterInfo,
+    get_cluster,
+    list_records,
+    routes_services_on_host,
+    wait_services_routed,
+)
 from kubeloop.config import LoadedConfig, load
 from kubeloop.core import Obj
+from kubeloop.deploy import delete_project, deploy, has_ready_endpoint, wait_rollout
 from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube, label_selector
+from kubeloop.paths import default_kubeconfig
+from kubeloop.render import render
+from kubeloop.sync import Syncer, SyncRule
+from kubeloop.sync.attach import ensure_agent_image
+from kubeloop.sync.devmode import inject_supervisor, reset
 
 if TYPE_CHECKING:  # imported when used: the bridge is not needed by most commands
     from kubeloop.bridge import Bridge
@@ -51,7 +64,6 @@ class Session:
 
     async def build(self, only: set[str] | None = None,
                     on_line: Callable[[str, str], None] = lambda _i, _l: None) -> Timings:  # fmt: skip
-        from kubeloop.build.artifacts import build_all, reference_of
 
         timings = Timings()
         started = time.monotonic()
@@ -68,13 +80,10 @@ class Session:
         return timings
 
     async def render(self) -> list[Obj]:
-        from kubeloop.render import render
 
         return await render(self.config, self.last_built)
 
     def syncers(self, on_event: Callable[[str], None] = lambda _: None) -> list[Any]:
-        from kubeloop.sync import Syncer, SyncRule
-
         return [
             Syncer(self.kube, self.cluster, self.namespace,
                    label_selector(spec.selector),
@@ -96,8 +105,6 @@ class Session:
         specs = [s for s in self.config.project.sync if s.restart != "none"]
         if not specs:
             return
-        from kubeloop.sync.attach import ensure_agent_image
-        from kubeloop.sync.devmode import inject_supervisor
 
         agent = await ensure_agent_image(self.cluster)
         changed = await inject_supervisor(objects, specs, agent, self.registry, on_skip=ui.warn)
@@ -106,7 +113,6 @@ class Session:
     async def undo_dev_mode(self) -> list[str]:
         """Put back the workloads this session's dev mode changed (from the originals
         recorded on them)."""
-        from kubeloop.sync.devmode import reset
 
         if not self.dev_changed:
             return []
@@ -117,7 +123,6 @@ class Session:
 
     async def deploy(self, wait: bool = True, quiet: bool = False,
                      only: set[str] | None = None, dev_mode: bool = False) -> Timings:  # fmt: skip
-        from kubeloop.deploy import deploy
 
         with ui.step(f"building {self.config.project.name}", quiet) as building:
             timings = await self.build(
@@ -140,8 +145,6 @@ class Session:
                 ui.info(f"left {ref} in place: {why}")
             timings.apply = time.monotonic() - started
             if wait:
-                from kubeloop.deploy import wait_rollout
-
                 started = time.monotonic()
                 await wait_rollout(self.kube, objects, self.config.project.deploy.timeout,
                                    step.detail)  # fmt: skip
@@ -154,8 +157,6 @@ class Session:
     ) -> None:
         """On a native cluster, the Services that have ready endpoints are routed from the
         host when deploy returns (kube-proxy programs them a moment later)."""
-        from kubeloop.cluster import routes_services_on_host, wait_services_routed
-        from kubeloop.deploy import has_ready_endpoint
 
         if not routes_services_on_host(self.cluster):
             return
@@ -176,7 +177,6 @@ class Session:
         await wait_services_routed(addresses, on_wait)
 
     async def delete(self) -> list[str]:
-        from kubeloop.deploy import delete_project
 
         result = await delete_project(self.kube, self.config.project.name, self.namespace)
         for ref, why in result.kept:
@@ -195,7 +195,6 @@ def _cluster_for(config: LoadedConfig, cluster_name: str | None) -> ClusterInfo:
         for record in list_records():
             if record.context == context:
                 return record
-        from kubeloop.paths import default_kubeconfig
 
         return ClusterInfo(context, "existing", str(default_kubeconfig()), context)
     return get_cluster()

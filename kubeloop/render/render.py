@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from kubeloop.config import LoadedConfig
-from kubeloop.core import Obj
+from kubeloop.core import MANAGED_BY, PROJECT_LABEL, Obj, kubectl_command
 from kubeloop.errors import KubeloopError
 from kubeloop.proc import run
 from kubeloop.render.images import pod_template, replace_images
@@ -23,9 +23,6 @@ try:
 except ImportError:  # pragma: no cover
     from yaml import SafeDumper as _Dumper  # type: ignore[assignment]
     from yaml import SafeLoader as _Loader  # type: ignore[assignment]
-
-MANAGED_BY = "app.kubernetes.io/managed-by"
-PROJECT_LABEL = "kubeloop.dev/project"
 
 
 def _documents(text: str, source: str) -> list[Obj]:
@@ -125,23 +122,6 @@ def render_templates(root: Path, patterns: list[str], context: Mapping[str, Any]
                 raise KubeloopError(f"{name}: template error: {type(exc).__name__}: {exc}") from exc
             objects += _objects(documents(text, held, name), name)
     return objects
-
-
-def kubectl_command() -> str:
-    """kubeloop's own kubectl (the cluster's version) when cached, else the one on PATH."""
-    from kubeloop.cluster.native.binaries import components
-
-    for component in components():
-        candidate = component.bin_dir / "kubectl"
-        if candidate.exists():
-            return str(candidate)
-    found = shutil.which("kubectl")
-    if found:
-        return found
-    raise KubeloopError(
-        "this needs kubectl, which is not installed",
-        "install kubectl, or create a native cluster (it brings one)",
-    )
 
 
 async def render_kustomize(root: Path, directories: list[str]) -> list[Obj]:

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from watchfiles import awatch
+
 from kubeloop.agent import (
     APP,
     ROOT,
@@ -293,7 +295,6 @@ class Syncer:
 
     async def run(self, stop: asyncio.Event | None = None, pod_interval: float = 0.5,
                   pull_interval: float = 1.0) -> None:  # fmt: skip
-        from watchfiles import awatch
 
         stop = stop or asyncio.Event()
         await self.refresh_pods()

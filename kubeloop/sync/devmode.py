@@ -22,9 +22,10 @@ import json
 from typing import Any
 
 from kubeloop.config import SyncSpec
-from kubeloop.core import Obj
+from kubeloop.core import PROJECT_LABEL, Obj
 from kubeloop.errors import KubeloopError
 from kubeloop.images.registry import fetch_image_config
+from kubeloop.images.seed import is_docker_hub_name, registry_reference
 from kubeloop.kube import Kube
 from kubeloop.render.images import pod_template
 
@@ -49,7 +50,6 @@ async def original_command(container: Obj, registry: str) -> list[str]:
     """What the container runs: its command+args, or the image's Entrypoint+Cmd."""
     if container.get("command"):
         return [*container["command"], *(container.get("args") or [])]
-    from kubeloop.images.seed import is_docker_hub_name, registry_reference
 
     image = str(container["image"])
     if is_docker_hub_name(image):
@@ -121,8 +121,6 @@ async def reset(kube: Kube, namespace: str, project: str | None = None,
                 only: set[str] | None = None, on_skip: Any = lambda _: None) -> list[str]:  # fmt: skip
     """Put back every workload in ``namespace`` that dev mode changed (of ``project``
     only, when given; of the ``only`` names, 'kind/name', when given)."""
-    from kubeloop.render.render import PROJECT_LABEL
-
     params = {"labelSelector": f"{PROJECT_LABEL}={project}"} if project else {}
     restored = []
     for kind, plural in {**SUPERVISED_KINDS, **LEGACY_KINDS}.items():

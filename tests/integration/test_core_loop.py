@@ -24,7 +24,7 @@ from kubeloop.devloop.dev import DevLoop
 from kubeloop.devloop.portforward import Forwarder
 from kubeloop.kube import Kube
 from kubeloop.proc import run
-from tests.integration.conftest import CLUSTER
+from tests.integration.conftest import eventually
 from tests.integration.tools import ensure_buildx, ensure_helm
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
@@ -44,30 +44,23 @@ def copy_example(name: str, target: Path, namespace: str) -> Path:
     return folder
 
 
-# Attempts (0.1 s apart) for a new Service's first request: kube-proxy programs its
-# rules a moment after the endpoints are ready, and under a loaded CI run that moment has
-# been longer than 5 s. Until then the native cluster refuses the connection.
-NEW_SERVICE_ATTEMPTS = 150
+# Seconds to wait for a new Service's first answer: kube-proxy programs its rules a
+# moment after the endpoints are ready, and under a loaded CI run that moment has been
+# longer than 5 s. Until then the native cluster refuses the connection.
+NEW_SERVICE_SECONDS = 20.0
 
 
-async def get_json(url: str, attempts: int = 1) -> dict[str, object]:
-    """GET JSON; with attempts > 1, retry refused connections (see NEW_SERVICE_ATTEMPTS)."""
+async def get_json(url: str) -> dict[str, object]:
+    """GET JSON, once (wrap it in eventually() to wait for a new Service)."""
     async with httpx.AsyncClient(timeout=5) as client:
-        for attempt in range(attempts):
-            try:
-                reply = await client.get(url)
-                break
-            except httpx.ConnectError:
-                if attempt == attempts - 1:
-                    raise
-                await asyncio.sleep(0.1)
+        reply = await client.get(url)
     reply.raise_for_status()
     return dict(reply.json())
 
 
-async def deploy_project(config: Path) -> None:
+async def deploy_project(config: Path, cluster_name: str) -> None:
     """Deploy a project once, as `kubeloop deploy` does."""
-    session = await open_session(config, cluster=CLUSTER)
+    session = await open_session(config, cluster=cluster_name)
     try:
         await session.deploy(quiet=True)
     finally:
@@ -81,19 +74,26 @@ async def service_url(kube: Kube, namespace: str, name: str) -> str:
 
 
 async def test_two_services_talk_through_dns_and_redeploy_is_a_no_op(
-    tmp_path: Path, namespace: str, kube: Kube, docker_engine: None, cluster: ClusterInfo
+    tmp_path: Path,
+    namespace: str,
+    kube: Kube,
+    docker_engine: None,
+    cluster: ClusterInfo,
+    cluster_name: str,
 ) -> None:
     folder = copy_example("stocks", tmp_path, namespace)
-    session = await open_session(folder / "kubeloop.yaml", cluster=CLUSTER)
+    session = await open_session(folder / "kubeloop.yaml", cluster=cluster_name)
     try:
         await session.deploy(quiet=True)
         url = await service_url(kube, namespace, "consumer")
-        averages: dict[str, object] = {}
-        for _ in range(50):
-            averages = dict((await get_json(f"{url}/average", NEW_SERVICE_ATTEMPTS))["averages"])  # type: ignore[call-overload]
-            if len(averages) == 3:
-                break
-            await asyncio.sleep(0.2)
+
+        async def three_averages() -> dict[str, object]:
+            averages = dict((await get_json(f"{url}/average"))["averages"])  # type: ignore[call-overload]
+            assert len(averages) == 3, averages
+            return averages
+
+        # The first answer (a new Service), then the consumer's first three averages.
+        averages = await eventually(three_averages, NEW_SERVICE_SECONDS + 10, 0.2)
         assert set(averages) == {"ACME", "GLOBEX", "INITECH"}
         again = await session.deploy(quiet=True)
         assert again.built == []  # same sources: no build, same tags, nothing to roll
@@ -102,7 +102,7 @@ async def test_two_services_talk_through_dns_and_redeploy_is_a_no_op(
 
 
 async def test_prune_and_delete_touch_only_what_kubeloop_applied(
-    tmp_path: Path, namespace: str, kube: Kube, docker_engine: None
+    tmp_path: Path, namespace: str, kube: Kube, docker_engine: None, cluster_name: str
 ) -> None:
     folder = copy_example("add", tmp_path, namespace)
     extra = folder / "k8s" / "extra.yaml"
@@ -110,7 +110,7 @@ async def test_prune_and_delete_touch_only_what_kubeloop_applied(
     foreign = {"apiVersion": "v1", "kind": "ConfigMap",
                "metadata": {"name": "not-ours", "namespace": namespace}}  # fmt: skip
     await kube.apply(foreign)
-    session = await open_session(folder / "kubeloop.yaml", cluster=CLUSTER)
+    session = await open_session(folder / "kubeloop.yaml", cluster=cluster_name)
     try:
         await session.deploy(quiet=True)
         # When deploy returns, kube-proxy already routes the new Service from the host:
@@ -180,10 +180,10 @@ spec:
     ids=["image-pull", "crash-loop", "unschedulable", "failing-probe"],
 )
 async def test_failing_pods_are_explained(
-    tmp_path: Path, namespace: str, container: str, expected: str
+    tmp_path: Path, namespace: str, container: str, expected: str, cluster_name: str
 ) -> None:
     config = _broken_project(tmp_path / "broken", namespace, container)
-    session = await open_session(config, cluster=CLUSTER)
+    session = await open_session(config, cluster=cluster_name)
     try:
         with pytest.raises(RolloutError) as caught:
             await session.deploy(quiet=True)
@@ -196,12 +196,12 @@ async def test_failing_pods_are_explained(
 
 
 async def test_dev_loop_syncs_or_rebuilds_and_keeps_forward_and_logs(
-    tmp_path: Path, namespace: str, docker_engine: None
+    tmp_path: Path, namespace: str, docker_engine: None, cluster_name: str
 ) -> None:
     folder = copy_example("add", tmp_path, namespace)
     config = folder / "kubeloop.yaml"
     config.write_text(config.read_text().replace("localPort: 8000", "localPort: 18411"))
-    session = await open_session(config, cluster=CLUSTER)
+    session = await open_session(config, cluster=cluster_name)
     lines: list[tuple[str, str]] = []
     iterations = []
     loop = DevLoop(session, printer=lambda prefix, _c, line: lines.append((prefix, line)),
@@ -211,23 +211,19 @@ async def test_dev_loop_syncs_or_rebuilds_and_keeps_forward_and_logs(
     task = asyncio.create_task(loop.run(stop))
 
     async def answer_with(key: str) -> dict[str, object]:
-        reply: dict[str, object] = {}
-        for _ in range(300):
-            await asyncio.sleep(0.1)
-            try:
-                reply = await get_json("http://127.0.0.1:18411/add/1/2")
-            except (httpx.HTTPError, ValueError):
-                continue
-            if key in reply:
-                break
-        return reply
+        async def reply_with_key() -> dict[str, object]:
+            reply = await get_json("http://127.0.0.1:18411/add/1/2")
+            assert key in reply, reply
+            return reply
+
+        return await eventually(reply_with_key, 30)
+
+    def forwarding_and_syncing() -> bool:
+        ready = bool(loop.forwarders) and loop.forwarders[0].ready.is_set()
+        return ready and bool(loop.syncers) and bool(loop.syncers[0].pods)
 
     try:
-        for _ in range(300):
-            ready = loop.forwarders and loop.forwarders[0].ready.is_set()
-            if ready and loop.syncers and loop.syncers[0].pods:
-                break
-            await asyncio.sleep(0.1)
+        await eventually(forwarding_and_syncing, 30)
         forwarder: Forwarder = loop.forwarders[0]
         assert (await get_json("http://127.0.0.1:18411/add/1/2"))["sum"] == 3
         first_pod = forwarder.current_pod
@@ -242,23 +238,19 @@ async def test_dev_loop_syncs_or_rebuilds_and_keeps_forward_and_logs(
         # 2. The Dockerfile (outside the sync rule): rebuilt, rolled out, forward moved.
         dockerfile = folder / "Dockerfile"
         dockerfile.write_text(dockerfile.read_text() + f"\nENV BUILD_MARK={namespace}\n")
-        for _ in range(600):  # the forward may move before deploy() returns
-            if iterations and forwarder.current_pod != first_pod:
-                break
-            await asyncio.sleep(0.1)
+        # The forward may move before deploy() returns.
+        await eventually(lambda: iterations and forwarder.current_pod != first_pod, 60)
         assert iterations and iterations[0].rebuilt == ["add"]
         assert forwarder.current_pod != first_pod and forwarder.moves >= 1
         assert (await answer_with(key)).get(key) == 3  # the new image has the synced code
 
         def new_pod_logged() -> bool:
-            return any(p.startswith(str(forwarder.current_pod)) and "add 1.0 2.0" in line
-                       for p, line in lines)  # fmt: skip
+            logged = any(p.startswith(str(forwarder.current_pod)) and "add 1.0 2.0" in line
+                         for p, line in lines)  # fmt: skip
+            assert logged, lines
+            return logged
 
-        for _ in range(100):  # the log stream of the new pod follows within a moment
-            if new_pod_logged():
-                break
-            await asyncio.sleep(0.1)
-        assert new_pod_logged(), lines
+        await eventually(new_pod_logged, 10)  # the new pod's log stream follows in a moment
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
@@ -295,13 +287,13 @@ async def test_stopping_the_dev_command_leaves_nothing_running(
     output = bytearray()
     reader = asyncio.create_task(_collect(process.stdout, output))
     try:
-        answered: dict[str, object] = {}
-        for _ in range(900):
-            with contextlib.suppress(httpx.HTTPError, ValueError):
-                answered = await get_json("http://127.0.0.1:18412/add/20/22")
-                break
-            assert process.returncode is None, output.decode()
-            await asyncio.sleep(0.2)
+
+        async def answer() -> dict[str, object]:
+            if process.returncode is not None:  # pytest.fail ends eventually() at once
+                pytest.fail(f"kubeloop dev exited ({process.returncode}):\n{output.decode()}")
+            return await get_json("http://127.0.0.1:18412/add/20/22")
+
+        answered = await eventually(answer, 180, 0.2)
         assert answered.get("sum") == 42, output.decode()
         assert processes_mentioning(namespace)  # its port-forward and agent streams
         if how == "ctrl-c in a terminal":
@@ -315,11 +307,13 @@ async def test_stopping_the_dev_command_leaves_nothing_running(
             process.kill()
         await reader
     text = output.decode()
-    for _ in range(50):  # SIGKILL: the kernel signals the children as kubeloop goes
-        if not processes_mentioning(namespace):
-            break
-        await asyncio.sleep(0.1)
-    assert processes_mentioning(namespace) == []  # no kubectl left behind
+
+    def no_kubectl_left_behind() -> bool:
+        assert processes_mentioning(namespace) == []
+        return True
+
+    # SIGKILL: the kernel signals the children as kubeloop goes.
+    await eventually(no_kubectl_left_behind, 5)
     with pytest.raises(httpx.ConnectError):
         await get_json("http://127.0.0.1:18412/add/1/1")  # the port is free again
     if how == "sigkill":
@@ -336,7 +330,7 @@ async def _collect(stream: asyncio.StreamReader, into: bytearray) -> None:
 
 
 async def test_kustomize_overlays_render_and_deploy(
-    tmp_path: Path, namespace: str, kube: Kube
+    tmp_path: Path, namespace: str, kube: Kube, cluster_name: str
 ) -> None:
     base = tmp_path / "base"
     overlay = tmp_path / "overlays" / "dev"
@@ -353,7 +347,7 @@ async def test_kustomize_overlays_render_and_deploy(
     (tmp_path / "kubeloop.yaml").write_text(
         f"name: kz\nnamespace: {namespace}\nmanifests: {{kustomize: [overlays/dev]}}\n"
     )
-    await deploy_project(tmp_path / "kubeloop.yaml")
+    await deploy_project(tmp_path / "kubeloop.yaml", cluster_name)
     found = await kube.get(f"/api/v1/namespaces/{namespace}/configmaps/dev-settings")
     assert found is not None and found["data"] == {"level": "dev"}
 
@@ -386,14 +380,19 @@ INIT_BASES = {"python": [], "node": ["node:18-slim"], "go": ["golang:1.19", "deb
 
 @pytest.mark.parametrize("language", ["python", "node", "go"])
 async def test_init_generates_a_project_that_deploys(
-    tmp_path: Path, namespace: str, kube: Kube, docker_engine: None, language: str
+    tmp_path: Path,
+    namespace: str,
+    kube: Kube,
+    docker_engine: None,
+    language: str,
+    cluster_name: str,
 ) -> None:
     """What `kubeloop init` writes builds and runs as generated, from base images seeded
     from Debian packages (node 18, Go 1.19 then a Debian runtime stage)."""
     from kubeloop.cluster import seed_base_image
 
     for base in INIT_BASES[language]:
-        await seed_base_image(base, CLUSTER, quiet=True)
+        await seed_base_image(base, cluster_name, quiet=True)
     service = tmp_path / "greeter"
     service.mkdir()
     for name, text in INIT_SOURCES[language].items():
@@ -404,19 +403,16 @@ async def test_init_generates_a_project_that_deploys(
     config.write_text(
         config.read_text().replace("name: greeter", f"name: greeter\nnamespace: {namespace}")
     )
-    await deploy_project(config)
+    await deploy_project(config, cluster_name)
     url = await service_url(kube, namespace, "greeter")
-    text = ""
     async with httpx.AsyncClient(timeout=5) as client:
-        for _ in range(NEW_SERVICE_ATTEMPTS):
-            try:
-                text = (await client.get(url)).text
-            except httpx.HTTPError:
-                text = ""
-            if text == f"greetings from {language}":
-                break
-            await asyncio.sleep(0.1)
-    assert text == f"greetings from {language}"
+
+        async def greets() -> bool:
+            text = (await client.get(url)).text
+            assert text == f"greetings from {language}"
+            return True
+
+        await eventually(greets, NEW_SERVICE_SECONDS)
 
 
 def test_the_add_example_passes_its_own_tests_and_linter() -> None:
@@ -428,7 +424,12 @@ def test_the_add_example_passes_its_own_tests_and_linter() -> None:
 
 @pytest.mark.parametrize("builder", ["buildah", "podman", "buildkit"])
 async def test_other_builders_build_and_deploy(
-    tmp_path: Path, namespace: str, kube: Kube, builder: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
+    namespace: str,
+    kube: Kube,
+    builder: str,
+    monkeypatch: pytest.MonkeyPatch,
+    cluster_name: str,
 ) -> None:
     """buildah and podman (installed on demand) build without a Docker engine; Docker Hub
     base images resolve to the cluster registry through kubeloop's registries.conf. With
@@ -461,7 +462,7 @@ async def test_other_builders_build_and_deploy(
         "apiVersion: v1\nkind: Pod\nmetadata: {name: hello}\n"
         "spec: {containers: [{name: hello, image: hello}]}\n"
     )
-    session = await open_session(folder / "kubeloop.yaml", cluster=CLUSTER)
+    session = await open_session(folder / "kubeloop.yaml", cluster=cluster_name)
     try:
         timings = await session.build()
         assert timings.built == ["hello"]
@@ -480,7 +481,7 @@ async def test_other_builders_build_and_deploy(
 
 
 async def test_helm_charts_render_and_deploy(
-    tmp_path: Path, namespace: str, kube: Kube, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, namespace: str, kube: Kube, monkeypatch: pytest.MonkeyPatch, cluster_name: str
 ) -> None:
     """With helm installed (built from its Go module into kubeloop's cache when missing)."""
     helm = await ensure_helm()
@@ -498,7 +499,7 @@ async def test_helm_charts_render_and_deploy(
         "      release: demo\n      valuesFiles: [values-dev.yaml]\n"
     )
     monkeypatch.setenv("PATH", f"{helm.parent}:{os.environ['PATH']}")
-    await deploy_project(tmp_path / "kubeloop.yaml")
+    await deploy_project(tmp_path / "kubeloop.yaml", cluster_name)
     found = await kube.get(f"/api/v1/namespaces/{namespace}/configmaps/demo-settings")
     assert found is not None and found["data"] == {"level": "from-values-file"}
 
@@ -552,10 +553,7 @@ async def _dev_until_deployed(session: object, keep: bool) -> None:
     loop = DevLoop(session, printer=lambda *_: None)  # type: ignore[arg-type]
     loop.session.config.project.dev.keep_changes = keep
     task = asyncio.create_task(loop.run())
-    for _ in range(900):
-        if loop.syncers or task.done():
-            break
-        await asyncio.sleep(0.2)
+    await eventually(lambda: loop.syncers or task.done(), 180, 0.2)
     assert loop.syncers, "dev did not deploy"
     task.cancel()  # what SIGINT/SIGTERM do to the command's task
     with contextlib.suppress(asyncio.CancelledError):
@@ -563,7 +561,7 @@ async def _dev_until_deployed(session: object, keep: bool) -> None:
 
 
 async def test_dev_mode_change_is_undone_when_dev_stops_and_reset_covers_every_kind(
-    tmp_path: Path, namespace: str, kube: Kube
+    tmp_path: Path, namespace: str, kube: Kube, cluster_name: str
 ) -> None:
     """The restored workloads are identical to a plain deploy's (the pod template's diff is
     empty): when dev stops (default), and by reset after `dev` with keepChanges. Jobs are
@@ -572,7 +570,7 @@ async def test_dev_mode_change_is_undone_when_dev_stops_and_reset_covers_every_k
     from kubeloop.sync.devmode import AGENT, ORIGINAL, reset
 
     config = _workloads_project(tmp_path / "wl", namespace)
-    session: Session = await open_session(config, cluster=CLUSTER)
+    session: Session = await open_session(config, cluster=cluster_name)
     try:
         await session.deploy(quiet=True)
         plain = await _templates(kube, namespace)
@@ -595,12 +593,12 @@ async def test_dev_mode_change_is_undone_when_dev_stops_and_reset_covers_every_k
 
 
 async def test_sigterm_to_the_dev_command_restores_the_workloads(
-    tmp_path: Path, namespace: str, kube: Kube
+    tmp_path: Path, namespace: str, kube: Kube, cluster_name: str
 ) -> None:
     """The real CLI without --cleanup: SIGTERM (an IDE's stop button) ends it cleanly and
     the workloads are back as a plain deploy left them."""
     config = _workloads_project(tmp_path / "wl", namespace)
-    await deploy_project(config)
+    await deploy_project(config, cluster_name)
     plain = await _templates(kube, namespace)
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "kubeloop", "dev", "--config", str(config),
@@ -610,11 +608,15 @@ async def test_sigterm_to_the_dev_command_restores_the_workloads(
     output = bytearray()
     reader = asyncio.create_task(_collect(process.stdout, output))
     try:
-        for _ in range(900):
+
+        def watching() -> bool:
             if b"watching" in output:
-                break
-            assert process.returncode is None, output.decode()
-            await asyncio.sleep(0.2)
+                return True
+            if process.returncode is not None:  # pytest.fail ends eventually() at once
+                pytest.fail(f"kubeloop dev exited ({process.returncode}):\n{output.decode()}")
+            return False
+
+        await eventually(watching, 180, 0.2)
         wrapped = await _templates(kube, namespace)
         assert all(wrapped[name] != plain[name] for name in WRAPPED), output.decode()
         process.send_signal(signal.SIGTERM)

@@ -4,7 +4,6 @@ every kind of change, ignore files, new pods, dropped streams, process restarts.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import time
@@ -18,6 +17,7 @@ from kubeloop.agent import AgentError, AgentStream
 from kubeloop.cluster import ClusterInfo
 from kubeloop.kube import Kube
 from kubeloop.sync import Ignore, Syncer, SyncRule, scan
+from tests.integration.conftest import eventually
 
 PYTHON = "python:3.11-slim"
 DISTROLESS = "localhost:5000/pause:3.10"  # one static binary, no shell, tar or Python
@@ -177,45 +177,39 @@ async def test_new_pods_and_dropped_streams_are_brought_up_to_date(
     stop = asyncio.Event()
     task = asyncio.create_task(syncer.run(stop, pod_interval=0.2))
     try:
-        for _ in range(200):
-            if len(syncer.pods) == 2:
-                break
-            await asyncio.sleep(0.05)
-        assert len(syncer.pods) == 2  # every replica
+        await eventually(lambda: len(syncer.pods) == 2, 10, 0.05)  # every replica
         (src / "main.py").write_text("print('all replicas')\n")
-        for _ in range(100):
-            await asyncio.sleep(0.05)
+
+        async def every_replica_updated() -> bool:
             contents = [await p.stream.read("/app/main.py") for p in list(syncer.pods.values())]
-            if contents == [b"print('all replicas')\n"] * 2:
-                break
-        assert contents == [b"print('all replicas')\n"] * 2
+            assert contents == [b"print('all replicas')\n"] * 2
+            return True
+
+        await eventually(every_replica_updated, 5, 0.05)
 
         # Scale up: the new pod is found and synced.
         scaled = deployment("web", namespace, PYTHON, replicas=3)
         await kube.apply(scaled)
         await rolled_out(kube, namespace, "web", 3)
-        for _ in range(200):
-            if len(syncer.pods) == 3:
-                break
-            await asyncio.sleep(0.05)
-        assert len(syncer.pods) == 3
+        await eventually(lambda: len(syncer.pods) == 3, 10, 0.05)
 
         # Drop one stream (as a lost connection would); a change made meanwhile arrives.
         victim_name, victim = next(iter(syncer.pods.items()))
         os.kill(victim.stream.process.pid, signal.SIGKILL)
         dropped = time.monotonic()
         (src / "pkg" / "util.py").write_text("X = 'after the drop'\n")
-        for _ in range(100):
-            await asyncio.sleep(0.05)
+
+        async def resynced() -> bool:
             synced = syncer.pods.get(victim_name)
             fresh = synced is not None and synced.stream.alive and synced is not victim
             wanted = b"X = 'after the drop'\n"
-            if (
+            return (
                 fresh
                 and synced is not None
                 and await synced.stream.read("/app/pkg/util.py") == wanted
-            ):
-                break
+            )
+
+        await eventually(resynced, 5, 0.05)
         assert time.monotonic() - dropped < 5
         assert await syncer.pods[victim_name].stream.read("/app/pkg/util.py") == (
             b"X = 'after the drop'\n")  # fmt: skip
@@ -225,7 +219,7 @@ async def test_new_pods_and_dropped_streams_are_brought_up_to_date(
 
 
 async def test_process_restart_keeps_the_pod_and_reset_restores_it(
-    tmp_path: Path, namespace: str, kube: Kube, docker_engine: None
+    tmp_path: Path, namespace: str, kube: Kube, docker_engine: None, cluster_name: str
 ) -> None:
     import shutil
 
@@ -236,7 +230,7 @@ async def test_process_restart_keeps_the_pod_and_reset_restores_it(
     shutil.copytree(Path(__file__).parents[2] / "examples" / "add", folder)
     config = folder / "kubeloop.yaml"
     config.write_text(config.read_text().replace("namespace: add", f"namespace: {namespace}"))
-    session = await open_session(config, cluster="kubeloop")
+    session = await open_session(config, cluster=cluster_name)
     try:
         await session.deploy(quiet=True, dev_mode=True)
         path = f"/apis/apps/v1/namespaces/{namespace}/deployments/add"
@@ -245,29 +239,25 @@ async def test_process_restart_keeps_the_pod_and_reset_restores_it(
         (syncer,) = session.syncers()
         stop = asyncio.Event()
         task = asyncio.create_task(syncer.run(stop))
-        pod_ip = ""
-        for _ in range(200):
-            if syncer.pods:
-                pod = await kube.get(
-                    f"/api/v1/namespaces/{namespace}/pods/{next(iter(syncer.pods))}"
-                )
-                assert pod is not None
-                pod_ip = pod["status"]["podIP"]
-                break
-            await asyncio.sleep(0.05)
+
+        async def synced_pod_ip() -> str:
+            assert syncer.pods, "no pod synced yet"
+            pod = await kube.get(f"/api/v1/namespaces/{namespace}/pods/{next(iter(syncer.pods))}")
+            assert pod is not None
+            return str(pod["status"]["podIP"])
+
+        pod_ip = await eventually(synced_pod_ip, 10, 0.05)
         server = folder / "app" / "server.py"
         server.write_text(server.read_text().replace('"sum":', '"synced_sum":'))
         saved = time.monotonic()
-        body: dict[str, object] = {}
         async with httpx.AsyncClient(timeout=1) as client:
-            while time.monotonic() - saved < 10:
-                try:
-                    body = (await client.get(f"http://{pod_ip}:8000/add/2/3")).json()
-                except (httpx.HTTPError, ValueError):
-                    body = {}
-                if "synced_sum" in body:
-                    break
-                await asyncio.sleep(0.02)
+
+            async def synced_body() -> dict[str, object]:
+                body = dict((await client.get(f"http://{pod_ip}:8000/add/2/3")).json())
+                assert "synced_sum" in body, body
+                return body
+
+            body = await eventually(synced_body, 10, 0.02)
         assert body.get("synced_sum") == 5
         assert time.monotonic() - saved < 3
         pods = await kube.request("GET", f"/api/v1/namespaces/{namespace}/pods",
@@ -343,15 +333,6 @@ async def test_two_way_brings_container_changes_back_and_keeps_conflicts(
             await synced.stream.close()
 
 
-async def eventually(check: Any, seconds: float) -> float:
-    """Wait until ``check()`` is true; the seconds it took (fails after ``seconds``)."""
-    started = time.monotonic()
-    while not check():
-        assert time.monotonic() - started < seconds, "timed out"
-        await asyncio.sleep(0.01)
-    return time.monotonic() - started
-
-
 async def test_two_way_follows_the_agents_change_reports_not_a_poll(
     tmp_path: Path, namespace: str, kube: Kube, cluster: ClusterInfo, env: Any
 ) -> None:
@@ -394,12 +375,12 @@ async def test_two_way_follows_the_agents_change_reports_not_a_poll(
         (src / "pkg" / "util.py").write_text("X = 'local'\n")
         (src / " notes.txt").write_text("mine\n")
         stream = syncer.pods[pod].stream
-        for _ in range(500):
-            with contextlib.suppress(AgentError):
-                if (await stream.read("/app/pkg/util.py") == b"X = 'local'\n"
-                        and await stream.read("/app/ notes.txt") == b"mine\n"):  # fmt: skip
-                    break
-            await asyncio.sleep(0.01)
+
+        async def pushed() -> bool:
+            return (await stream.read("/app/pkg/util.py") == b"X = 'local'\n"
+                    and await stream.read("/app/ notes.txt") == b"mine\n")  # fmt: skip
+
+        await eventually(pushed, 5, 0.01)
         await asyncio.sleep(0.5)
         assert (src / "pkg" / "util.py").read_text() == "X = 'local'\n"
         assert (src / " notes.txt").read_text() == "mine\n"
@@ -423,7 +404,7 @@ async def test_two_way_follows_the_agents_change_reports_not_a_poll(
 
 
 async def test_container_restart_with_a_volume_destination(
-    tmp_path: Path, namespace: str, kube: Kube, docker_engine: None
+    tmp_path: Path, namespace: str, kube: Kube, docker_engine: None, cluster_name: str
 ) -> None:
     """restart: container — the supervisor exits, the kubelet restarts the container, the
     synced files survive on the volume, and the new container serves them."""
@@ -452,29 +433,25 @@ spec:
         "sync:\n  - selector: {app: reader}\n    src: data\n    dest: /data\n"
         "    restart: container\n"
     )
-    session = await open_session(tmp_path / "kubeloop.yaml", cluster="kubeloop")
+    session = await open_session(tmp_path / "kubeloop.yaml", cluster=cluster_name)
     try:
         await session.deploy(quiet=True, dev_mode=True)
         (syncer,) = session.syncers()
         stop = asyncio.Event()
         task = asyncio.create_task(syncer.run(stop, pod_interval=0.2))
-        while not syncer.pods:
-            await asyncio.sleep(0.05)
+        await eventually(lambda: syncer.pods, 30, 0.05)
         pod_name = next(iter(syncer.pods))
         (tmp_path / "data" / "message.txt").write_text("second")
-        text = ""
         async with httpx.AsyncClient(timeout=1) as client:
-            for _ in range(400):
-                await asyncio.sleep(0.1)
+
+            async def serves_second() -> bool:
                 pod = await kube.get(f"/api/v1/namespaces/{namespace}/pods/{pod_name}")
                 assert pod is not None
-                try:
-                    text = (await client.get(f"http://{pod['status']['podIP']}:8080/")).text
-                except httpx.HTTPError:
-                    continue
-                if text == "second":
-                    break
-        assert text == "second"
+                text = (await client.get(f"http://{pod['status']['podIP']}:8080/")).text
+                assert text == "second"
+                return True
+
+            await eventually(serves_second, 40)
         # The container, not the pod, was restarted (its status may trail by a moment).
         restarted = await kube.wait_for(
             f"/api/v1/namespaces/{namespace}/pods/{pod_name}",
@@ -489,7 +466,7 @@ spec:
 
 
 async def test_sync_survives_an_api_server_restart(
-    tmp_path: Path, namespace: str, kube: Kube, cluster: ClusterInfo
+    tmp_path: Path, namespace: str, kube: Kube, cluster: ClusterInfo, cluster_name: str
 ) -> None:
     """Every exec stream runs through the API server: when it goes away, the streams drop;
     once it is back, the syncer reconnects and resyncs a change made meanwhile (< 5 s)."""
@@ -508,30 +485,25 @@ async def test_sync_survives_an_api_server_restart(
     stop = asyncio.Event()
     task = asyncio.create_task(syncer.run(stop, pod_interval=0.2))
     try:
-        while not syncer.pods:
-            await asyncio.sleep(0.05)
+        await eventually(lambda: syncer.pods, 30, 0.05)
         (pod,) = syncer.pods
-        apiserver = daemon_specs(Layout.for_cluster("kubeloop"))["kube-apiserver"]
+        apiserver = daemon_specs(Layout.for_cluster(cluster_name))["kube-apiserver"]
         pid = running_pid(apiserver)
         assert pid is not None
         os.kill(pid, signal.SIGKILL)
         (src / "main.py").write_text("print('written while the API server was down')\n")
         await asyncio.sleep(1)
-        await create_cluster("kubeloop", provider="native", quiet=True)  # brings it back
+        await create_cluster(cluster_name, provider="native", quiet=True)  # brings it back
         back = time.monotonic()
         wanted = b"print('written while the API server was down')\n"
-        content = b""
-        while time.monotonic() - back < 15:
+
+        async def resynced() -> bool:
             synced = syncer.pods.get(pod)
-            if synced is not None and synced.stream.alive:
-                try:
-                    content = await synced.stream.read("/app/main.py")
-                except Exception:
-                    content = b""
-                if content == wanted:
-                    break
-            await asyncio.sleep(0.1)
-        assert content == wanted
+            assert synced is not None and synced.stream.alive
+            assert await synced.stream.read("/app/main.py") == wanted
+            return True
+
+        await eventually(resynced, 15)
         assert time.monotonic() - back < 5, events
     finally:
         stop.set()

@@ -144,6 +144,21 @@ async def has_ready_endpoint(kube: Kube, namespace: str, service: str) -> bool:
     )
 
 
+def _just_crashed(pod: Obj, within: float = 30) -> bool:
+    """A container that failed a moment ago and was started again: counted ready while it
+    runs (no probe), it is not rolled out, and its next crash is explained."""
+    for status in (pod.get("status") or {}).get("containerStatuses") or []:
+        ended = (status.get("lastState") or {}).get("terminated") or {}
+        finished = ended.get("finishedAt")
+        if (
+            ended.get("exitCode", 0) != 0
+            and finished
+            and time.time() - _parse_time(finished) < within
+        ):
+            return True
+    return False
+
+
 async def wait_rollout(
     kube: Kube,
     objects: list[Obj],
@@ -169,7 +184,7 @@ async def wait_rollout(
                 raise RolloutError(f"{obj['kind']} {obj['metadata']['name']} disappeared")
             done, counts = progress_of(live)
             states.append(f"{obj['kind'].lower()}/{obj['metadata']['name']} {counts}")
-            if not done:
+            if not done or any(_just_crashed(p) for p in await _pods_of(kube, live)):
                 pending.append(live)
         for svc in services:
             if not await _service_has_endpoints(kube, svc):

@@ -39,3 +39,19 @@ def test_rollout_progress() -> None:
     assert progress_of(deployment) == (True, "2/2")
     deployment["metadata"]["generation"] = 3
     assert progress_of(deployment)[0] is False
+
+
+def test_a_container_that_just_crashed_is_not_rolled_out() -> None:
+    import datetime as dt
+
+    from kubeloop.deploy.rollout import _just_crashed
+
+    def pod(exit_code: int, seconds_ago: float) -> dict[str, object]:
+        when = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds_ago)
+        ended = {"exitCode": exit_code, "finishedAt": when.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        return {"status": {"containerStatuses": [{"lastState": {"terminated": ended}}]}}
+
+    assert _just_crashed(pod(3, 2))  # running again after a crash: not rolled out yet
+    assert not _just_crashed(pod(0, 2))  # a clean exit (a restart on purpose)
+    assert not _just_crashed(pod(3, 120))  # an old crash, stable since
+    assert not _just_crashed({"status": {}})

@@ -2,7 +2,16 @@
 container beside a target container, and the client that speaks to it over one
 ``kubectl exec`` stream. Live sync builds on it; so will bridge, debug and forwards."""
 
-from kubeloop.agent._attach import APP, NET, ROOT, Attached, ensure_agent, open_stream
+from kubeloop.agent._attach import (
+    APP,
+    NET,
+    ROOT,
+    Attached,
+    cluster_agent_image,
+    ensure_agent,
+    node_arch,
+    open_stream,
+)
 from kubeloop.agent._binary import agent_binary, agent_version, ensure_agent_image
 from kubeloop.agent._channel import Channel, splice
 from kubeloop.agent._stream import AgentError, AgentStream, Sent, WatchReport
@@ -21,8 +30,10 @@ __all__ = [
     "WatchReport",
     "agent_binary",
     "agent_version",
+    "cluster_agent_image",
     "ensure_agent",
     "ensure_agent_image",
+    "node_arch",
     "open_stream",
     "splice",
     "valid_relative",

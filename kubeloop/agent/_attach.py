@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
-from kubeloop.agent._binary import agent_version
+from kubeloop.agent._binary import agent_version, ensure_agent_image, go_arch
 from kubeloop.agent._stream import AgentStream
 from kubeloop.cluster import ClusterInfo
 from kubeloop.core import Obj, kubectl_command
@@ -55,6 +55,21 @@ def ephemeral_spec(name: str, image: str, target: Obj, profile: str) -> Obj:
         "targetContainerName": target["name"],
         "securityContext": security,
     }
+
+
+async def node_arch(kube: Kube, pod: Obj) -> str:
+    """The architecture of the node the pod runs on (the agent is built for it)."""
+    node = await kube.get(f"/api/v1/nodes/{pod['spec'].get('nodeName', '')}")
+    labels = ((node or {}).get("metadata") or {}).get("labels") or {}
+    return str(labels.get("kubernetes.io/arch", go_arch()))
+
+
+async def cluster_agent_image(cluster: ClusterInfo, arch: str | None = None) -> str:
+    """The agent image in the cluster's registry (pushed once per version and
+    architecture); the reference its pods use."""
+    if not cluster.registry:
+        raise KubeloopError(f"cluster '{cluster.name}' has no registry for kubeloop's agent")
+    return await ensure_agent_image(cluster.registry, cluster.registry_for_pods, arch)
 
 
 def _ephemeral_state(pod: Obj, name: str) -> str:

@@ -29,12 +29,12 @@ from kubeloop.agent import (
     AgentError,
     AgentStream,
     Channel,
+    cluster_agent_image,
     ensure_agent,
-    ensure_agent_image,
+    node_arch,
     open_stream,
     splice,
 )
-from kubeloop.agent._binary import go_arch
 from kubeloop.bridge._context import PodContext, pod_context
 from kubeloop.bridge._local import LocalCommand
 from kubeloop.cluster import ClusterInfo
@@ -172,16 +172,7 @@ class Bridge:
         await splice(channel, reader, writer)
 
     async def _image(self, pod: Obj) -> str:
-        arch = go_arch()
-        node = await self.kube.get(f"/api/v1/nodes/{pod['spec'].get('nodeName', '')}")
-        arch = ((node or {}).get("metadata", {}).get("labels") or {}).get(
-            "kubernetes.io/arch", arch
-        )
-        if not self.cluster.registry:
-            raise KubeloopError(
-                f"cluster '{self.cluster.name}' has no registry for kubeloop's agent"
-            )
-        return await ensure_agent_image(self.cluster.registry, self.cluster.registry_for_pods, arch)
+        return await cluster_agent_image(self.cluster, await node_arch(self.kube, pod))
 
     async def _keep_up(self, workload: Obj, image: str) -> None:
         """Heartbeats for every pod's agent; new pods (a rollout, a scale-up) bridged

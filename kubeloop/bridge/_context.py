@@ -206,35 +206,31 @@ async def _volume_files(kube: Kube, namespace: str, pod: Obj, volume: Obj, sourc
             if item["key"] in data:
                 files[item["path"]] = (data[item["key"]], item.get("mode", 0o644))
 
-    if "configMap" in volume:
-        ref = volume["configMap"]
-        await add("ConfigMap", ref["name"], ref.get("items"), ref.get("optional", False))
-    elif "secret" in volume:
-        ref = volume["secret"]
-        await add("Secret", ref["secretName"], ref.get("items"), ref.get("optional", False))
-    elif "downwardAPI" in volume:
-        for item in volume["downwardAPI"].get("items") or []:
-            if "fieldRef" in item:
-                files[item["path"]] = (_field(pod, item["fieldRef"]["fieldPath"]), 0o644)
-    elif "projected" in volume:
-        for source in volume["projected"].get("sources") or []:
-            if "configMap" in source:
-                ref = source["configMap"]
-                await add("ConfigMap", ref["name"], ref.get("items"), ref.get("optional", False))
-            elif "secret" in source:
-                ref = source["secret"]
-                await add("Secret", ref["name"], ref.get("items"), ref.get("optional", False))
-            elif "serviceAccountToken" in source:
-                ref = source["serviceAccountToken"]
-                token = await _token(kube, namespace, account, ref.get("audience"),
-                                     max(600, ref.get("expirationSeconds", TOKEN_SECONDS)))  # fmt: skip
-                files[ref["path"]] = (token, 0o600)
-            elif "downwardAPI" in source:
-                for item in source["downwardAPI"].get("items") or []:
-                    if "fieldRef" in item:
-                        files[item["path"]] = (_field(pod, item["fieldRef"]["fieldPath"]), 0o644)
+    # A projected volume is a list of the sources a plain volume holds one of (where a
+    # Secret is named by 'secretName' instead of 'name').
+    if "projected" in volume:
+        parts = volume["projected"].get("sources") or []
+    elif any(k in volume for k in ("configMap", "secret", "downwardAPI")):
+        parts = [volume]
     else:
         return None
+    for source in parts:
+        if "configMap" in source:
+            ref = source["configMap"]
+            await add("ConfigMap", ref["name"], ref.get("items"), ref.get("optional", False))
+        elif "secret" in source:
+            ref = source["secret"]
+            await add("Secret", ref.get("secretName") or ref["name"], ref.get("items"),
+                      ref.get("optional", False))  # fmt: skip
+        elif "serviceAccountToken" in source:
+            ref = source["serviceAccountToken"]
+            token = await _token(kube, namespace, account, ref.get("audience"),
+                                 max(600, ref.get("expirationSeconds", TOKEN_SECONDS)))  # fmt: skip
+            files[ref["path"]] = (token, 0o600)
+        elif "downwardAPI" in source:
+            for item in source["downwardAPI"].get("items") or []:
+                if "fieldRef" in item:
+                    files[item["path"]] = (_field(pod, item["fieldRef"]["fieldPath"]), 0o644)
     return files
 
 

@@ -116,12 +116,8 @@ async def deploy(
         result.applied += [ref_of(o) for o in batch]
     if prune:
         gone = [e for ref, e in previous.items() if ref not in current]
-        for entry in sorted(gone, key=lambda e: -_rank(e.ref.as_object())):
-            reason = await delete_if_ours(kube, entry, project)
-            if reason is None:
-                result.pruned.append(entry.ref)
-            else:
-                result.kept.append((entry.ref, reason))
+        result.pruned, kept = await _remove(kube, gone, project)
+        result.kept += kept
     await inventory.write(kube, project, namespace, list(current.values()))
     if wait:
         await wait_rollout(kube, objects, timeout, on_progress)
@@ -165,13 +161,22 @@ class DeleteResult:
 
 async def delete_project(kube: Kube, project: str, namespace: str) -> DeleteResult:
     """Delete what kubeloop deployed for ``project`` and may delete (see the module)."""
-    result = DeleteResult()
     entries = await inventory.read(kube, project, namespace)
+    result = DeleteResult(*await _remove(kube, entries, project))
+    await inventory.remove(kube, project, namespace)
+    return result
+
+
+async def _remove(kube: Kube, entries: list[Entry],
+                  project: str) -> tuple[list[Ref], list[tuple[Ref, str]]]:  # fmt: skip
+    """Delete what kubeloop may of ``entries``, dependents first: (deleted, kept with
+    why)."""
+    deleted: list[Ref] = []
+    kept: list[tuple[Ref, str]] = []
     for entry in sorted(entries, key=lambda e: -_rank(e.ref.as_object())):
         reason = await delete_if_ours(kube, entry, project)
         if reason is None:
-            result.deleted.append(entry.ref)
+            deleted.append(entry.ref)
         else:
-            result.kept.append((entry.ref, reason))
-    await inventory.remove(kube, project, namespace)
-    return result
+            kept.append((entry.ref, reason))
+    return deleted, kept

@@ -22,11 +22,11 @@ from kubeloop.agent import (
     ROOT,
     AgentError,
     AgentStream,
+    cluster_agent_image,
     ensure_agent,
-    ensure_agent_image,
+    node_arch,
     open_stream,
 )
-from kubeloop.agent._binary import go_arch
 from kubeloop.cluster import ClusterInfo
 from kubeloop.core import Obj
 from kubeloop.errors import KubeloopError
@@ -90,20 +90,9 @@ class Syncer:
         return found
 
     async def _agent_image(self, pod: Obj) -> str:
-        arch = go_arch()
-        node_name = pod["spec"].get("nodeName")
-        if node_name:
-            node = await self.kube.get(f"/api/v1/nodes/{node_name}")
-            arch = ((node or {}).get("metadata", {}).get("labels") or {}).get(
-                "kubernetes.io/arch", arch
-            )
+        arch = await node_arch(self.kube, pod)
         if arch not in self._images:
-            if not self.cluster.registry:
-                raise KubeloopError(f"cluster '{self.cluster.name}' has no registry for "
-                                    "kubeloop's agent")  # fmt: skip
-            self._images[arch] = await ensure_agent_image(
-                self.cluster.registry, self.cluster.registry_for_pods, arch
-            )
+            self._images[arch] = await cluster_agent_image(self.cluster, arch)
         return self._images[arch]
 
     async def attach(self, pod: Obj) -> PodSync:

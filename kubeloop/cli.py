@@ -386,6 +386,13 @@ def sync(config_path: Path | None, environment: str | None, cluster: str | None,
                    "command, and where the command listens (default: the same).")  # fmt: skip
 @click.option("--namespace", "-n", help="Default: default (the project's, from kubeloop.yaml).")
 @click.option("--container", "-c", help="Default: the pod's first container.")
+@click.option("--mode", "-m", type=click.Choice(["steal", "personal", "swap"]), default="steal",
+              help="steal: every connection to PORT comes here (default); personal: only "
+                   "HTTP requests with --header, the rest reach the pods; swap: the app "
+                   "container is replaced by kubeloop's agent while this runs.")  # fmt: skip
+@click.option("--header", "-H", "header",
+              help="personal mode: 'NAME: VALUE' routed here (default: "
+                   "'X-Kubeloop-Session: <your user name>').")  # fmt: skip
 @click.option(
     "--var",
     "-e",
@@ -398,7 +405,8 @@ def sync(config_path: Path | None, environment: str | None, cluster: str | None,
 @CLUSTER
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def bridge(workload: str | None, port: str | None, namespace: str | None,
-           container: str | None, env_pairs: tuple[str, ...], config_path: Path | None,
+           container: str | None, mode: str, header: str | None,
+           env_pairs: tuple[str, ...], config_path: Path | None,
            environment: str | None, cluster: str | None, command: tuple[str, ...]) -> None:  # fmt: skip
     """Run COMMAND here as if it were WORKLOAD in the cluster: new connections to the
     pods' PORT come to it, and it reaches Services by name with the pod's environment and
@@ -408,10 +416,11 @@ def bridge(workload: str | None, port: str | None, namespace: str | None,
 
     \b
     kubeloop bridge deployment/web --port 8000 -- python manage.py runserver 0.0.0.0:8000
+    kubeloop bridge web -p 8000 --mode personal -H 'X-Kubeloop-Session: alice' -- ./serve
     """
     import asyncio
 
-    from kubeloop.bridge import Bridge, BridgeSpec, parse_port
+    from kubeloop.bridge import Bridge, BridgeSpec, parse_header, parse_port
     from kubeloop.ui import info
 
     if workload is None:
@@ -435,8 +444,11 @@ def bridge(workload: str | None, port: str | None, namespace: str | None,
         if not sep:
             raise click.UsageError(f"--var {pair!r} is not NAME=VALUE")
         env[key] = value
+    if header and mode != "personal":
+        raise click.UsageError("--header routes requests in personal mode: add --mode personal")
     spec = BridgeSpec(workload, remote, list(command), namespace or "default", local,
-                      container, env)  # fmt: skip
+                      container, env, mode=mode,
+                      header=parse_header(header) if header else None)  # fmt: skip
 
     async def action() -> int:
         from kubeloop.cluster import get_cluster
@@ -457,14 +469,17 @@ def bridge(workload: str | None, port: str | None, namespace: str | None,
 @ENV
 @CLUSTER
 def reset(config_path: Path | None, environment: str | None, cluster: str | None) -> None:
-    """Undo dev mode's changes to the project's workloads (from the recorded original)."""
+    """Undo dev mode's changes to the project's workloads and any bridge's swap in its
+    namespace (from the recorded originals)."""
     from kubeloop.sync.devmode import reset as reset_workloads
 
     async def action(session: Session) -> list[str]:
         from kubeloop import ui
+        from kubeloop.bridge import reset_swaps
 
-        return await reset_workloads(session.kube, session.namespace,
-                                     session.config.project.name, on_skip=ui.warn)  # fmt: skip
+        restored = await reset_workloads(session.kube, session.namespace,
+                                         session.config.project.name, on_skip=ui.warn)  # fmt: skip
+        return restored + await reset_swaps(session.kube, session.namespace)
 
     restored = _run(_with_session(config_path, environment, cluster, action))
     for name in restored:

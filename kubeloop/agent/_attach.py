@@ -26,14 +26,17 @@ from kubeloop.proc import spawn_tethered
 
 AGENT_PREFIX = "kubeloop-agent"
 # Profiles: the app's identity (sync), root with SYS_PTRACE (sync where the app's user
-# may not write), and the network only with NET_ADMIN (bridge: redirect a port).
-APP, ROOT, NET = "app", "root", "net"
+# may not write), the network only with NET_ADMIN (bridge: redirect a port), and the
+# agent that replaced the app in its own container (bridge's swap mode).
+APP, ROOT, NET, SWAP = "app", "root", "net", "swap"
+# The router of a swapped container (an ephemeral one's is named after the container).
+SWAP_ROUTER = "swap"
 
 
 @dataclass(frozen=True)
 class Attached:
     pod: str
-    agent: str  # the ephemeral container's name
+    agent: str  # the ephemeral container's name (swap: the app container's)
     container_id: str  # the target container's runtime id (finds its process)
     profile: str
 
@@ -51,7 +54,8 @@ def ephemeral_spec(name: str, image: str, target: Obj, profile: str) -> Obj:
         "name": name,
         "image": image,
         "imagePullPolicy": "IfNotPresent",
-        "command": ["/kubeloop-agent", "idle"],
+        # The bridge's agent routes ports for every session on the pod (src/router.go).
+        "command": ["/kubeloop-agent", "idle", *(["--router", name] if profile == NET else [])],
         "targetContainerName": target["name"],
         "securityContext": security,
     }
@@ -88,7 +92,9 @@ def _agent_name(pod: Obj, container: str, profile: str) -> str:
     base = f"{AGENT_PREFIX}-{agent_version()[:8]}-{container}"[: 60 - len(suffix)] + suffix
     taken = [e["name"] for e in (pod.get("spec") or {}).get("ephemeralContainers") or []]
     for name in [base] + [f"{base}-{i}" for i in range(2, 20)]:
-        if name not in taken or _ephemeral_state(pod, name) in ("running", "waiting"):
+        # A name in the spec whose status has not come yet is starting: another session
+        # (a second developer, a second bridge) just asked for it, and it is shared.
+        if name not in taken or _ephemeral_state(pod, name) != "terminated":
             return name[:63]
     raise KubeloopError(f"too many stopped kubeloop agents in pod {pod['metadata']['name']}",
                         "restart the pod (kubectl delete pod); ephemeral containers stay "
@@ -144,8 +150,10 @@ def _refused(namespace: str, pod: str, profile: str, exc: KubeError) -> Kubeloop
         return KubeloopError(
             f"the cluster refused the bridge's agent (NET_ADMIN) in pod {pod}: {exc.message}",
             f"redirecting the pod's port needs NET_ADMIN, which namespace {namespace} does "
-            "not allow (Pod Security 'baseline' or 'restricted'): use a namespace labelled "
-            "pod-security.kubernetes.io/enforce=privileged for development, or ask for it",
+            "not allow (Pod Security 'baseline' or 'restricted'): bridge with --mode swap "
+            "(the app container is replaced by kubeloop's agent while the bridge runs; no "
+            "NET_ADMIN needed), or use a namespace labelled "
+            "pod-security.kubernetes.io/enforce=privileged for development",
         )
     if profile == ROOT:
         return KubeloopError(
@@ -167,7 +175,9 @@ async def open_stream(cluster: ClusterInfo, namespace: str, attached: Attached) 
     if attached.profile == ROOT:
         argv.append("--as-root")
     elif attached.profile == NET:
-        argv.append("--net-only")
+        argv += ["--net-only", "--router", attached.agent]
+    elif attached.profile == SWAP:
+        argv += ["--net-only", "--router", SWAP_ROUTER]
     process = await spawn_tethered(*argv, stdin=asyncio.subprocess.PIPE,
                                    stdout=asyncio.subprocess.PIPE,
                                    stderr=asyncio.subprocess.PIPE)  # fmt: skip

@@ -252,12 +252,19 @@ class AgentStream:
             raise
         return channel
 
-    async def steal(self, port: int, node_ip: str | None) -> None:
+    async def steal(self, port: int, node_ip: str | None, mode: str = "steal",
+                    header: str = "", value: str = "") -> None:  # fmt: skip
         """Take new connections to ``port`` in the pod (from anywhere but the node) for
-        as long as this stream lives and pings; they arrive through ``on_accept``."""
+        as long as this stream lives and pings; they arrive through ``on_accept``. In
+        ``personal`` mode only the HTTP requests whose ``header`` is ``value`` come;
+        in ``swap`` mode the agent replaced the app and listens on the port itself."""
         node = bytes(int(part) for part in node_ip.split(".")) if node_ip else bytes(4)
-        await self._result(await self._request("I", struct.pack(">H", port) + node),
-                           f"take port {port}")  # fmt: skip
+        body = (
+            struct.pack(">H", port)
+            + node
+            + b"".join(string(s.encode()) for s in (mode, header, value))
+        )
+        await self._result(await self._request("I", body), f"take port {port}")
 
     async def dns(self, query: bytes) -> bytes:
         """Ask the pod's resolver (a DNS message in, the answer out)."""

@@ -10,6 +10,13 @@ drops), the agent gives it back 5 s after the last heartbeat; if the agent itsel
 the redirect expires 8 s after its last renewal. Connections from the node (probes)
 are never taken.
 
+"personal": the same redirect, but the pod's router (one per pod, shared by every
+developer's session) reads each HTTP request (HTTP/1.1 or h2c) and sends those carrying
+this session's header here; the others, and the kubelet's probes, reach the app.
+
+"swap": the app container is replaced by the agent (see _swap.py), for a workload that
+must not run twice or where the cluster refuses NET_ADMIN.
+
 Outbound: the command runs in namespaces of its own (see _local.py) with the pod's
 environment, resolver settings and mounted files.
 """
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import getpass
 import os
 import time
 from collections.abc import Callable
@@ -26,8 +34,11 @@ from pathlib import Path
 
 from kubeloop.agent import (
     NET,
+    SWAP,
+    SWAP_ROUTER,
     AgentError,
     AgentStream,
+    Attached,
     Channel,
     cluster_agent_image,
     ensure_agent,
@@ -37,6 +48,7 @@ from kubeloop.agent import (
 )
 from kubeloop.bridge._context import PodContext, pod_context
 from kubeloop.bridge._local import LocalCommand
+from kubeloop.bridge._swap import Swap
 from kubeloop.cluster import ClusterInfo
 from kubeloop.config import BridgeEntry
 from kubeloop.core import Obj
@@ -45,6 +57,8 @@ from kubeloop.kube import Kube, label_selector
 from kubeloop.paths import cache_dir
 
 HEARTBEAT = 2.0
+MODES = ("steal", "personal", "swap")
+SESSION_HEADER = "X-Kubeloop-Session"
 KINDS = {"deployment": ("apps/v1", "deployments"), "deploy": ("apps/v1", "deployments"),
          "statefulset": ("apps/v1", "statefulsets"), "sts": ("apps/v1", "statefulsets"),
          "daemonset": ("apps/v1", "daemonsets"), "replicaset": ("apps/v1", "replicasets"),
@@ -61,11 +75,22 @@ class BridgeSpec:
     container: str | None = None
     env: dict[str, str] = field(default_factory=dict)  # set or override variables
     cwd: Path | None = None  # where the command runs (default: the current folder)
+    mode: str = "steal"  # steal | personal | swap
+    header: tuple[str, str] | None = None  # personal: (name, value) routed here
 
     @classmethod
     def from_config(cls, entry: BridgeEntry, namespace: str, folder: Path) -> BridgeSpec:
+        header = parse_header(entry.header) if entry.header else None
         return cls(entry.workload, entry.port, list(entry.command), namespace,
-                   entry.local_port, entry.container, dict(entry.env), folder)  # fmt: skip
+                   entry.local_port, entry.container, dict(entry.env), folder,
+                   entry.mode, header)  # fmt: skip
+
+    def route(self) -> tuple[str, str, str]:
+        """(mode, header, value) as the agent's router takes them."""
+        if self.mode != "personal":
+            return self.mode, "", ""
+        name, value = self.header or (SESSION_HEADER, default_session())
+        return self.mode, name, value
 
 
 @dataclass
@@ -83,6 +108,7 @@ class Bridge:
     context: PodContext | None = None
     links: dict[str, _Link] = field(default_factory=dict)
     local: LocalCommand | None = None
+    swap: Swap | None = None
     served: int = 0
     started: float = field(default_factory=time.monotonic)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -135,17 +161,29 @@ class Bridge:
 
     async def _attach(self, pod: Obj, image: str) -> None:
         name = pod["metadata"]["name"]
-        attached = await ensure_agent(self.kube, self.spec.namespace, name,
-                                      self.spec.container, image, NET)  # fmt: skip
+        if self.swap is not None:  # the agent is the container itself
+            attached = Attached(name, self.swap.container, "", SWAP)
+        else:
+            attached = await ensure_agent(self.kube, self.spec.namespace, name,
+                                          self.spec.container, image, NET)  # fmt: skip
         stream = await open_stream(self.cluster, self.spec.namespace, attached)
         stream.on_accept = self._on_accept
+        mode, header, value = self.spec.route()
         try:
-            await stream.steal(self.spec.port, (pod.get("status") or {}).get("hostIP"))
+            await stream.steal(self.spec.port, (pod.get("status") or {}).get("hostIP"),
+                               mode, header, value)  # fmt: skip
+        except AgentError as exc:
+            await stream.close()
+            raise KubeloopError(f"cannot bridge port {self.spec.port} of pod {name}: {exc}",
+                                "the pod is unchanged") from exc  # fmt: skip
         except BaseException:
             await stream.close()
             raise
         self.links[name] = _Link(name, stream)
-        self.on_event(f"bridge: pod {name} now sends port {self.spec.port} here")
+        what = (
+            f"requests with {header}: {value}" if mode == "personal" else f"port {self.spec.port}"
+        )
+        self.on_event(f"bridge: pod {name} now sends {what} here")
 
     def _on_accept(self, channel: Channel, _port: int, peer: str) -> None:
         task = asyncio.get_running_loop().create_task(self._inbound(channel, peer))
@@ -171,6 +209,11 @@ class Bridge:
         self.served += 1
         await splice(channel, reader, writer)
 
+    async def _live_pods(self, workload: Obj) -> list[Obj]:
+        if self.swap is not None:
+            return (await self.swap.swapped_pods())[0]
+        return await self._pods(workload)
+
     async def _image(self, pod: Obj) -> str:
         return await cluster_agent_image(self.cluster, await node_arch(self.kube, pod))
 
@@ -187,7 +230,7 @@ class Bridge:
                     del self.links[name]
                     self.on_event(f"bridge: lost the agent in {name}; reconnecting")
             with contextlib.suppress(KubeloopError):
-                for pod in await self._pods(workload):
+                for pod in await self._live_pods(workload):
                     if pod["metadata"]["name"] not in self.links:
                         await self._attach(pod, image)
             if self.local is not None and self.links and not self.local.agent.alive:
@@ -211,6 +254,10 @@ class Bridge:
         image = await self._image(pods[0])
         keeper: asyncio.Task[None] | None = None
         try:
+            if self.spec.mode == "swap":
+                self.swap = Swap(self.kube, self.spec.namespace, workload, container["name"],
+                                 image, SWAP_ROUTER, self.on_event)  # fmt: skip
+                pods = await self.swap.start()
             for pod in pods:
                 await self._attach(pod, image)
             first = next(iter(self.links.values())).stream
@@ -239,6 +286,8 @@ class Bridge:
             for link in self.links.values():
                 await link.stream.close()  # the agent gives the port back at once
             self.links.clear()
+            if self.swap is not None:
+                await self.swap.restore()
 
 
 def parse_port(text: str) -> tuple[int, int | None]:
@@ -251,3 +300,24 @@ def parse_port(text: str) -> tuple[int, int | None]:
     if not all(1 <= p <= 65535 for p in ports if p is not None):
         raise KubeloopError(f"'{text}': ports are 1 to 65535")
     return ports
+
+
+def parse_header(text: str) -> tuple[str, str]:
+    """``NAME: VALUE``, ``NAME=VALUE``, or a VALUE for the X-Kubeloop-Session header."""
+    for sep in (":", "="):
+        name, found, value = text.partition(sep)
+        if found:
+            break
+    else:
+        name, value = SESSION_HEADER, text
+    name, value = name.strip(), value.strip()
+    if not name or not value or any(c in name for c in " \t\r\n") or "\n" in value \
+            or "\r" in value or len(name) > 128 or len(value) > 128:  # fmt: skip
+        raise KubeloopError(f"'{text}' is not a header to route by",
+                            "write NAME: VALUE, e.g. 'X-Kubeloop-Session: alice'")  # fmt: skip
+    return name, value
+
+
+def default_session() -> str:
+    """The value of X-Kubeloop-Session when none is given: the user's name."""
+    return getpass.getuser() or "kubeloop"

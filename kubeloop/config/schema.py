@@ -85,6 +85,16 @@ class BridgeEntry(Strict):
     container: str | None = Field(None, description="Default: the pod's first container.")
     command: list[str] = Field(min_length=1, description="Run from kubeloop.yaml's folder.")
     env: dict[str, str] = Field(default_factory=dict, description="Set or override variables.")
+    mode: Literal["steal", "personal", "swap"] = Field(
+        "steal",
+        description="steal: every connection to the port comes here; personal: only HTTP "
+        "requests with the header; swap: the app container is replaced by kubeloop's agent.",
+    )
+    header: str | None = Field(
+        None,
+        description="personal mode: 'NAME: VALUE' routed here (default: "
+        "'X-Kubeloop-Session: <your user name>').",
+    )
 
 
 class DeploySettings(Strict):

@@ -16,11 +16,11 @@ from watchfiles import awatch
 from kubeloop import ui
 from kubeloop.config import load
 from kubeloop.deploy.apply import ensure_namespace
-from kubeloop.devloop.guard import Guard
 from kubeloop.devloop.logs import LogStreamer, Printer, rich_printer
 from kubeloop.devloop.portforward import Forwarder
 from kubeloop.devloop.session import Session
 from kubeloop.errors import KubeloopError
+from kubeloop.guard import Guard
 from kubeloop.sync.attach import ensure_agent_image
 
 if TYPE_CHECKING:

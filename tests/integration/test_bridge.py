@@ -6,6 +6,7 @@ when the client freezes (heartbeats stop); bad input changes nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -17,7 +18,9 @@ from typing import Any
 
 import pytest
 
-from kubeloop.bridge import Bridge, BridgeSpec
+from kubeloop.agent import SWAP_ROUTER, cluster_agent_image
+from kubeloop.bridge import Bridge, BridgeSpec, reset_swaps
+from kubeloop.bridge._swap import GUARD_SECONDS, Swap
 from kubeloop.cluster import ClusterInfo
 from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube
@@ -160,7 +163,7 @@ async def bridge_cli(
         str(kubeloop), "bridge", "deployment/web", "--port", "8000", "-n", namespace,
         "--cluster", cluster.name, "--var", f"SEEN={tmp_path / 'seen.txt'}", "--",
         *local_command(tmp_path), stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
+        stderr=(tmp_path / "bridge.log").open("a"), start_new_session=True,
     )  # fmt: skip
 
 
@@ -264,3 +267,215 @@ async def test_a_namespace_that_refuses_net_admin_is_told_before_any_change(
     pods = await kube.request("GET", f"/api/v1/namespaces/{app}/pods",
                               params={"labelSelector": "app=web"})  # fmt: skip
     assert not pods["items"][0]["spec"].get("ephemeralContainers")  # asked first (dry run)
+
+
+# A client in the cluster asks over ONE keep-alive connection, with a different header
+# each time: personal mode routes each request, not each connection.
+KEEP_ALIVE = """
+import http.client, sys
+c = http.client.HTTPConnection("web", 80, timeout=5)
+out = []
+for value in sys.argv[1:]:
+    c.request("GET", "/", headers={"X-Kubeloop-Session": value} if value != "-" else {})
+    out.append(c.getresponse().read().decode())
+print("|".join(out))
+"""
+
+
+async def ask_with_headers(env: Env, namespace: str, *values: str) -> str:
+    return (await kubectl(env, "exec", "-n", namespace, "client", "--", "python3", "-c",
+                          KEEP_ALIVE, *values)).strip()  # fmt: skip
+
+
+def personal(namespace: str, who: str, tmp_path: Path) -> BridgeSpec:
+    (tmp_path / "s.py").write_text(SERVER)
+    return BridgeSpec("web", 8000, [sys.executable, str(tmp_path / "s.py"), "8000"], namespace,
+                      env={"REPLY": who}, mode="personal",
+                      header=("X-Kubeloop-Session", who))  # fmt: skip
+
+
+async def test_personal_bridges_share_a_workload_by_header(
+    tmp_path: Path, kube: Kube, cluster: ClusterInfo, app: str, env: Env
+) -> None:
+    tasks = [asyncio.create_task(Bridge(kube, cluster, personal(app, who, tmp_path)).run())
+             for who in ("alice", "bob")]  # fmt: skip
+    try:
+        expected = "alice|cluster|bob|alice|cluster"
+        await eventually(lambda: _is(ask_with_headers(env, app, "alice", "-", "bob", "alice",
+                                                      "carol"), expected), 60, 0.3)  # fmt: skip
+        # The same header value twice is someone else's session: refused, nothing changes.
+        with pytest.raises(KubeloopError, match="already bridged by someone else"):
+            await Bridge(kube, cluster, personal(app, "bob", tmp_path)).run()
+        # Steal mode on a port in personal use is refused too.
+        with pytest.raises(KubeloopError, match="already bridged"):
+            await Bridge(kube, cluster, BridgeSpec("web", 8000, ["true"], app)).run()
+        assert await ask_with_headers(env, app, "bob", "-") == "bob|cluster"
+        # Probes (no header, from the node) kept the pod Ready throughout.
+        await asyncio.sleep(2)
+        pods = await kube.request("GET", f"/api/v1/namespaces/{app}/pods",
+                                  params={"labelSelector": "app=web"})  # fmt: skip
+        assert all(c["ready"] for p in pods["items"] for c in p["status"]["containerStatuses"])
+        # One developer leaves: the other keeps the route.
+        tasks[0].cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await tasks[0]
+        assert await ask_with_headers(env, app, "alice", "bob") == "cluster|bob"
+    finally:
+        for task in tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    await eventually(lambda: _is(ask_with_headers(env, app, "bob"), "cluster"), 5, 0.1)
+
+
+H2C_SERVER = """package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+)
+
+func main() {
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	s := &http.Server{Addr: ":" + os.Args[1], Protocols: &p,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprintf(w, "local %s", r.Proto)
+		})}
+	panic(s.ListenAndServe())
+}
+"""
+
+
+# An h2c client with prior knowledge in a few lines (the client pod has no HTTP/2
+# library): the preface, SETTINGS, one HEADERS frame (HPACK literals), then DATA frames.
+H2C_CLIENT = """
+import socket, struct, sys
+def lit(name, value):
+    return bytes([0, len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
+def frame(kind, flags, stream, payload):
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+headers = [(":method", "GET"), (":scheme", "http"), (":path", "/"), (":authority", "web")]
+if len(sys.argv) == 3:
+    headers.append((sys.argv[1], sys.argv[2]))
+s = socket.create_connection(("web", 80), timeout=5)
+s.sendall(b"PRI * HTTP/2.0\\r\\n\\r\\nSM\\r\\n\\r\\n" + frame(4, 0, 0, b"")
+          + frame(1, 5, 1, b"".join(lit(n, v) for n, v in headers)))
+buf, body = b"", b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    buf += chunk
+    while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+        size = int.from_bytes(buf[:3], "big")
+        kind, flags, stream = buf[3], buf[4], int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+        payload, buf = buf[9:9 + size], buf[9 + size:]
+        if kind == 0 and stream == 1:
+            body += payload
+        if stream == 1 and flags & 1:
+            print(body.decode()); sys.exit(0)
+"""
+
+
+async def test_personal_mode_routes_h2c(
+    tmp_path: Path, kube: Kube, cluster: ClusterInfo, app: str, env: Env
+) -> None:
+    """HTTP/2 with prior knowledge, how gRPC speaks inside a cluster."""
+    (tmp_path / "main.go").write_text(H2C_SERVER)
+    (tmp_path / "go.mod").write_text("module h2c\n\ngo 1.24\n")
+    build = await asyncio.create_subprocess_exec("go", "build", "-o", "h2c", ".", cwd=tmp_path)
+    assert await build.wait() == 0
+    spec = BridgeSpec("web", 8000, [str(tmp_path / "h2c"), "8000"], app, mode="personal",
+                      header=("X-Kubeloop-Session", "alice"))  # fmt: skip
+    task = asyncio.create_task(Bridge(kube, cluster, spec).run())
+    try:
+
+        async def h2c(*header: str) -> str:
+            return (await kubectl(env, "exec", "-n", app, "client", "--", "python3", "-c",
+                                  H2C_CLIENT, *header)).strip()  # fmt: skip
+
+        await eventually(lambda: _is(h2c("x-kubeloop-session", "alice"), "local HTTP/2.0"), 60, 0.3)
+        # Without the header the request goes on to the app, which speaks HTTP/1.1 only:
+        # the bridge answers for it that the app refused HTTP/2 (it never went local).
+        assert "kubeloop bridge" in await h2c()
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def web_template(kube: Kube, namespace: str) -> tuple[dict[str, Any], dict[str, str]]:
+    web = await kube.request("GET", f"/apis/apps/v1/namespaces/{namespace}/deployments/web")
+    annotations = {
+        k: v
+        for k, v in (web["metadata"].get("annotations") or {}).items()
+        if k != "deployment.kubernetes.io/revision"
+    }  # the controller's count
+    return web["spec"], annotations
+
+
+async def test_swap_replaces_the_pods_and_puts_them_back_identical(
+    tmp_path: Path, kube: Kube, cluster: ClusterInfo, app: str, env: Env
+) -> None:
+    """In a namespace that refuses NET_ADMIN (Pod Security baseline): swap needs none."""
+    await kube.request(
+        "PATCH", f"/api/v1/namespaces/{app}",
+        body={"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "baseline"}}},
+        content_type="application/merge-patch+json",
+    )  # fmt: skip
+    before = await web_template(kube, app)
+    (tmp_path / "s.py").write_text(SERVER)
+    spec = BridgeSpec("web", 8000, [sys.executable, str(tmp_path / "s.py"), "8000"], app,
+                      env={"REPLY": "swapped"}, mode="swap")  # fmt: skip
+    task = asyncio.create_task(Bridge(kube, cluster, spec).run())
+    try:
+        await eventually(lambda: _is(ask(env, app), "swapped"), 90, 0.3)
+        pods = await kube.request("GET", f"/api/v1/namespaces/{app}/pods",
+                                  params={"labelSelector": "app=web"})  # fmt: skip
+        images = [c["image"] for p in pods["items"] for c in p["spec"]["containers"]]
+        assert images and all("kubeloop/agent" in i for i in images)  # the app runs nowhere
+        assert (await web_template(kube, app))[0] != before[0]
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert await web_template(kube, app) == before  # put back at once, identical
+    await eventually(lambda: _is(ask(env, app), "cluster"), 60, 0.3)
+    # A swap whose session is gone: `kubeloop reset` puts it back too.
+    workload = await kube.request("GET", f"/apis/apps/v1/namespaces/{app}/deployments/web")
+    image = await cluster_agent_image(cluster)
+    left = Swap(kube, app, workload, "web", image, SWAP_ROUTER)
+    await left.start()
+    assert await reset_swaps(kube, app) == ["deployment/web"]
+    assert await web_template(kube, app) == before
+    await left.restore()  # ends its guard; nothing left to put back
+
+
+async def test_a_killed_swap_is_put_back_by_the_cluster(
+    tmp_path: Path, kube: Kube, cluster: ClusterInfo, app: str, env: Env
+) -> None:
+    before = await web_template(kube, app)
+    kubeloop = Path(sys.executable).with_name("kubeloop")
+    (tmp_path / "s.py").write_text(SERVER)
+    process = await asyncio.create_subprocess_exec(
+        str(kubeloop), "bridge", "web", "-p", "8000", "-n", app, "--mode", "swap",
+        "--cluster", cluster.name, "-e", "REPLY=swapped", "--",
+        sys.executable, str(tmp_path / "s.py"), "8000", stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    try:
+        await eventually(lambda: _is(ask(env, app), "swapped"), 90, 0.3)
+        # Alive, the session keeps the guard's lease: nothing is put back under it.
+        await asyncio.sleep(GUARD_SECONDS + 4)
+        assert await ask(env, app) == "swapped"
+        os.killpg(process.pid, signal.SIGKILL)
+        killed = time.monotonic()
+        await eventually(lambda: _is(ask(env, app), "cluster"), 45, 0.5)
+        assert time.monotonic() - killed < 30
+        assert await web_template(kube, app) == before
+    finally:
+        with _quiet():
+            os.killpg(process.pid, signal.SIGKILL)
+        await process.wait()

@@ -254,3 +254,17 @@ def test_the_agent_passes_its_own_tests_and_fuzzer() -> None:
     result = subprocess.run(["go", "test", "-count=1", "./..."], cwd=SOURCE, env=env,
                             capture_output=True, text=True, timeout=600)  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_an_agent_that_is_starting_is_shared_not_doubled() -> None:
+    """Two sessions attaching at once: the second sees the first's ephemeral container in
+    the spec before its status exists, and must use it (two routers in one pod would
+    fight over the pod's redirects)."""
+    from kubeloop.agent._attach import NET, _agent_name
+
+    first = _agent_name({"spec": {}, "status": {}}, "web", NET)
+    starting = {"spec": {"ephemeralContainers": [{"name": first}]}, "status": {}}
+    assert _agent_name(starting, "web", NET) == first
+    ended = {**starting, "status": {"ephemeralContainerStatuses": [
+        {"name": first, "state": {"terminated": {"exitCode": 1}}}]}}  # fmt: skip
+    assert _agent_name(ended, "web", NET) == f"{first}-2"

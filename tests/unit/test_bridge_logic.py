@@ -1,14 +1,19 @@
-"""Pure parts of the bridge: port arguments, Kubernetes' $(VAR) expansion, the downward
-API, resolver settings, and what may be printed of the pod's environment."""
+"""Pure parts of the bridge: port and header arguments, Kubernetes' $(VAR) expansion, the
+downward API, resolver settings, what may be printed of the pod's environment, and swap
+mode's patch."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from kubeloop.bridge import PodContext, expand, masked, parse_port
+from kubeloop.bridge import BridgeSpec, PodContext, expand, masked, parse_header, parse_port
 from kubeloop.bridge._context import _field
 from kubeloop.bridge._local import resolver_settings
+from kubeloop.bridge._swap import SWAPPED, swap_patch
 from kubeloop.errors import KubeloopError
+from kubeloop.sync.devmode import ORIGINAL
 
 
 def test_ports() -> None:
@@ -46,3 +51,41 @@ def test_resolver_keeps_the_pods_search_domains_only() -> None:
 def test_secret_values_are_masked_when_printed() -> None:
     context = PodContext(env={"USER": "app", "PASSWORD": "hunter2"}, secret_env={"PASSWORD"})
     assert masked(context) == {"PASSWORD": "*****", "USER": "app"}
+
+
+def test_headers() -> None:
+    assert parse_header("X-Team: alice") == ("X-Team", "alice")
+    assert parse_header("x-team=bob") == ("x-team", "bob")
+    assert parse_header("carol") == ("X-Kubeloop-Session", "carol")
+    for bad in ("X Team: a", "X-Team:", ": a", "X: a\r\nY: b", "X: " + "a" * 200):
+        with pytest.raises(KubeloopError, match="header"):
+            parse_header(bad)
+
+
+def test_routes_by_mode() -> None:
+    spec = BridgeSpec("web", 8000, ["true"], mode="personal", header=("X-Team", "alice"))
+    assert spec.route() == ("personal", "X-Team", "alice")
+    mode, name, value = BridgeSpec("web", 8000, ["true"], mode="personal").route()
+    assert (mode, name) == ("personal", "X-Kubeloop-Session") and value  # the user's name
+    assert BridgeSpec("web", 8000, ["true"]).route() == ("steal", "", "")
+
+
+def test_swap_patch_records_the_template_and_keeps_only_what_the_agent_needs() -> None:
+    app = {"name": "web", "image": "shop/web:1", "args": ["serve"], "workingDir": "/app",
+           "ports": [{"containerPort": 8000}], "resources": {"limits": {"memory": "1Gi"}},
+           "readinessProbe": {"httpGet": {"port": 8000}}, "lifecycle": {"preStop": {}},
+           "securityContext": {"runAsNonRoot": True}}  # fmt: skip
+    template = {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "side", "image": "s"}, app]}}  # fmt: skip
+    workload = {"kind": "Deployment", "metadata": {"name": "web", "resourceVersion": "7"},
+                "spec": {"template": template}}  # fmt: skip
+    patch = swap_patch(workload, "web", "reg/kubeloop/agent:1", "swap")
+    assert patch[0] == {"op": "test", "path": "/metadata/resourceVersion", "value": "7"}
+    assert json.loads(patch[1]["value"][ORIGINAL]) == template  # recorded in the same patch
+    assert patch[2]["path"] == "/spec/template/spec/containers/1"
+    swapped = patch[2]["value"]
+    assert swapped["command"] == ["/kubeloop-agent", "idle", "--router", "swap"]
+    assert swapped["ports"] == app["ports"] and swapped["resources"] == app["resources"]
+    assert not {"args", "workingDir", "readinessProbe", "lifecycle"} & swapped.keys()
+    assert swapped["securityContext"] == {"runAsNonRoot": True, "runAsUser": 65534}
+    assert patch[3]["value"] == {SWAPPED: "true"}

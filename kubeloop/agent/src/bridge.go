@@ -2,19 +2,23 @@ package main
 
 // The pod side of `kubeloop bridge`:
 //
-//	'I' steal: u16 port, u32 node IPv4  -> 'A'   new connections to the port (from
-//	                                              anywhere but the node) come to the
-//	                                              client as 'a' channels
+//	'I' steal: u16 port, u32 node IPv4, mode, header, value
+//	                                    -> 'A'   the port's connections (steal, swap) or
+//	                                              the requests carrying the header
+//	                                              (personal) come to the client as 'a'
+//	                                              channels; the pod's router (router.go)
+//	                                              decides, for every session on the pod
 //	'U' DNS query: message              -> 'U' the answer of the pod's resolver
 //	'Q' resolver settings               -> 'Q' the pod's /etc/resolv.conf
 //
-// Stolen ports stay stolen only while the client's heartbeats ('P', every 2 s) arrive:
-// the agent gives them back when the heartbeats stop for 5 s, their nftables elements
-// expire 8 s after the last renewal should the agent itself die, and the stream's end
-// releases them at once.
+// A session's routes stay live only while the client's heartbeats ('P', every 2 s)
+// arrive: they are paused when the heartbeats stop for 5 s, dropped when the stream
+// ends, and the router's redirects expire 8 s after their last renewal should the router
+// itself die.
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -23,6 +27,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 const (
@@ -33,73 +39,111 @@ const (
 )
 
 type bridge struct {
-	out       *output
-	mux       *channels
-	lastPing  atomic.Int64 // unix nanoseconds
-	mu        sync.Mutex
-	stealer   *stealer
-	listeners map[uint16]net.Listener // stolen port -> our listener
-	paused    bool                    // the client went silent: ports given back
-	stop      chan struct{}
+	out      *output
+	mux      *channels
+	router   string       // the router's name (router.go); "" on agents that cannot bridge
+	lastPing atomic.Int64 // unix nanoseconds
+	mu       sync.Mutex
+	routes   map[uint16]*net.UnixConn // port -> our route at the router
+	paused   bool                     // the client went silent: routes paused
+	stop     chan struct{}
 }
 
-func newBridge(out *output, mux *channels) *bridge {
-	b := &bridge{out: out, mux: mux, listeners: map[uint16]net.Listener{}, stop: make(chan struct{})}
+type stealRequest struct {
+	port                uint16
+	node                net.IP
+	mode, header, value string
+}
+
+func newBridge(out *output, mux *channels, router string) *bridge {
+	b := &bridge{out: out, mux: mux, router: router, routes: map[uint16]*net.UnixConn{}, stop: make(chan struct{})}
 	b.lastPing.Store(time.Now().UnixNano())
+	go b.watchClient()
 	return b
 }
 
 func (b *bridge) heartbeat() { b.lastPing.Store(time.Now().UnixNano()) }
 
-func (b *bridge) steal(port uint16, node net.IP) error {
+// steal asks the router for the port's connections (all of them, or the requests that
+// carry the header in personal mode); they arrive as 'a' channels.
+func (b *bridge) steal(req stealRequest) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if port == 0 {
-		return errors.New("no port to steal")
+	if b.router == "" {
+		return errors.New("this agent cannot bridge (it runs without a router)")
 	}
-	if b.stealer == nil {
-		s, err := newStealer(node)
-		if err != nil {
-			return fmt.Errorf("cannot redirect traffic in this pod (%v): the agent needs NET_ADMIN", err)
-		}
-		b.stealer = s
-		go b.renewLoop()
+	if _, mine := b.routes[req.port]; mine {
+		return fmt.Errorf("port %d is already bridged on this stream", req.port)
 	}
-	if _, mine := b.listeners[port]; mine {
-		return nil
-	}
-	if owner := b.stealer.owner(port); owner != 0 {
-		return fmt.Errorf("port %d is already bridged by someone else (another kubeloop bridge on this pod)", port)
-	}
-	listener, err := net.Listen("tcp4", "0.0.0.0:0")
+	conn, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: routerAddress(b.router), Net: "unixpacket"})
 	if err != nil {
+		return fmt.Errorf("cannot reach the bridge router in the pod: %v", err)
+	}
+	node := ""
+	if req.node != nil {
+		node = req.node.String()
+	}
+	var reply routerReply
+	err = writeMsg(conn, routeRequest{Op: "route", Port: req.port, Mode: req.mode, Header: req.header, Value: req.value, Node: node}, -1)
+	if err == nil {
+		err = readMsg(conn, &reply)
+	}
+	if err == nil && reply.Error != "" {
+		err = errors.New(reply.Error)
+	}
+	if err != nil {
+		conn.Close()
 		return err
 	}
-	local := uint16(listener.Addr().(*net.TCPAddr).Port)
-	if err := b.stealer.install(port, local, stealTTL); err != nil {
-		listener.Close()
-		return err
-	}
-	b.listeners[port] = listener
-	go b.acceptLoop(listener, port)
+	b.routes[req.port] = conn
+	go b.receive(conn, req.port)
 	return nil
 }
 
-func (b *bridge) acceptLoop(listener net.Listener, port uint16) {
+// receive carries the connections the router hands over.
+func (b *bridge) receive(conn *net.UnixConn, port uint16) {
+	buf, oob := make([]byte, routerMsgMax), make([]byte, unix.CmsgSpace(4))
 	for {
-		conn, err := listener.Accept()
-		if err != nil {
+		n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+		if err != nil || n == 0 {
 			return
 		}
-		b.mux.accepted(conn, port)
+		fd := receivedFD(oob[:oobn])
+		var msg routerReply
+		if json.Unmarshal(buf[:n], &msg) != nil || !msg.Conn || fd < 0 {
+			if fd >= 0 {
+				unix.Close(fd)
+			}
+			continue
+		}
+		file := os.NewFile(uintptr(fd), "bridged")
+		handed, err := net.FileConn(file)
+		file.Close()
+		if err == nil {
+			b.mux.accepted(handed, port, msg.Peer)
+		}
 	}
 }
 
-// renewLoop keeps the stolen ports' elements alive while the client is. When its
-// heartbeats stop (the laptop sleeps, the network is cut but the stream stays open), the
-// ports go back to the app at once rather than when the elements run out, and are taken
-// again if the heartbeats resume.
-func (b *bridge) renewLoop() {
+func receivedFD(oob []byte) int {
+	messages, err := unix.ParseSocketControlMessage(oob)
+	if err != nil || len(messages) != 1 {
+		return -1
+	}
+	fds, err := unix.ParseUnixRights(&messages[0])
+	if err != nil || len(fds) == 0 {
+		return -1
+	}
+	for _, extra := range fds[1:] {
+		unix.Close(extra)
+	}
+	return fds[0]
+}
+
+// watchClient pauses the routes when the client's heartbeats stop (the laptop sleeps,
+// the network is cut but the stream stays open): the traffic goes back to the app at
+// once, and comes here again if the heartbeats resume.
+func (b *bridge) watchClient() {
 	ticker := time.NewTicker(renewEvery)
 	defer ticker.Stop()
 	for {
@@ -110,35 +154,25 @@ func (b *bridge) renewLoop() {
 		}
 		silent := time.Since(time.Unix(0, b.lastPing.Load())) > heartbeatMax
 		b.mu.Lock()
-		for port, listener := range b.listeners {
-			var err error
-			if silent {
-				if !b.paused {
-					err = b.stealer.release(port)
-				}
-			} else {
-				err = b.stealer.install(port, uint16(listener.Addr().(*net.TCPAddr).Port), stealTTL)
+		if silent != b.paused {
+			op := map[bool]string{true: "pause", false: "resume"}[silent]
+			for _, conn := range b.routes {
+				writeMsg(conn, routeRequest{Op: op}, -1)
 			}
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "kubeloop-agent: port %d: %v\n", port, err)
-			}
+			b.paused = silent
 		}
-		b.paused = silent
 		b.mu.Unlock()
 	}
 }
 
-// close gives every stolen port back at once (the stream ended).
+// close gives every port back at once (the stream ended).
 func (b *bridge) close() {
 	close(b.stop)
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for port, listener := range b.listeners {
-		if b.stealer != nil {
-			b.stealer.release(port)
-		}
-		listener.Close()
-		delete(b.listeners, port)
+	for port, conn := range b.routes {
+		conn.Close()
+		delete(b.routes, port)
 	}
 }
 
@@ -185,11 +219,14 @@ func (b *bridge) dns(id uint32, query []byte) {
 	}()
 }
 
-func parseSteal(body *reader) (uint16, net.IP) {
-	port := uint16(body.u16())
-	raw := body.take(4)
-	if raw == nil || binary.BigEndian.Uint32(raw) == 0 {
-		return port, nil
+// parseSteal reads: u16 port, u32 node IPv4, then (optional) mode, header, value.
+func parseSteal(body *reader) stealRequest {
+	req := stealRequest{port: uint16(body.u16()), mode: "steal"}
+	if raw := body.take(4); raw != nil && binary.BigEndian.Uint32(raw) != 0 {
+		req.node = net.IP(append([]byte(nil), raw...))
 	}
-	return port, net.IP(raw)
+	if len(body.data) > 0 {
+		req.mode, req.header, req.value = body.str(), body.str(), body.str()
+	}
+	return req
 }

@@ -128,7 +128,7 @@ func (m *channels) dial(id uint32, address string) {
 }
 
 // accepted announces a connection the agent took (a stolen port) and carries it.
-func (m *channels) accepted(conn net.Conn, port uint16) {
+func (m *channels) accepted(conn net.Conn, port uint16, peer string) {
 	id := agentIDBase | (m.nextID.Add(1) & 0x7fffffff)
 	c, err := m.add(id, conn)
 	if err != nil {
@@ -136,7 +136,7 @@ func (m *channels) accepted(conn net.Conn, port uint16) {
 		return
 	}
 	body := binary.BigEndian.AppendUint16(nil, port)
-	body = appendString(body, conn.RemoteAddr().String())
+	body = appendString(body, peer)
 	m.out.send('a', id, body)
 	c.start()
 }
@@ -221,8 +221,8 @@ func (c *channel) writeLoop() {
 		}
 		if len(c.pending) == 0 && c.peerEOF {
 			c.mu.Unlock()
-			if tcp, ok := c.conn.(*net.TCPConn); ok {
-				tcp.CloseWrite()
+			if half, ok := c.conn.(interface{ CloseWrite() error }); ok { // TCP, or a router's socket pair
+				half.CloseWrite()
 			}
 			c.wrote.Store(true)
 			c.finishIfDone()

@@ -86,6 +86,7 @@ func (a *apiClient) call(method, path, contentType string, body []byte) (int, []
 
 type guardArgs struct {
 	namespace, lease, project string
+	workload                  string // plural/name: one workload (a bridge's swap), not a project
 	duration                  time.Duration
 }
 
@@ -99,6 +100,8 @@ func parseGuard(args []string) guardArgs {
 			parsed.lease = args[i+1]
 		case "--project":
 			parsed.project = args[i+1]
+		case "--workload":
+			parsed.workload = args[i+1]
 		case "--duration":
 			if d, err := time.ParseDuration(args[i+1]); err == nil {
 				parsed.duration = d
@@ -113,8 +116,8 @@ func guardCommand(args []string) {
 	if namespace, err := os.ReadFile(saDir + "/namespace"); err == nil && g.namespace == "" {
 		g.namespace = strings.TrimSpace(string(namespace))
 	}
-	if g.namespace == "" || g.lease == "" || g.project == "" {
-		fail("usage: guard --lease NAME --project P [--duration 20s] [--namespace NS]")
+	if g.namespace == "" || g.lease == "" || (g.project == "") == (g.workload == "") {
+		fail("usage: guard --lease NAME (--project P | --workload PLURAL/NAME) [--duration 20s] [--namespace NS]")
 	}
 	api, err := inClusterAPI()
 	if err != nil {
@@ -141,7 +144,13 @@ func guardCommand(args []string) {
 				lastRenewal, lastSeen = lease.Spec.RenewTime, time.Now()
 			} else if time.Since(lastSeen) > g.duration {
 				fmt.Printf("guard: no renewal for %s: putting the workloads back\n", g.duration)
-				if restoreProject(api, g.namespace, g.project) {
+				restored := false
+				if g.workload != "" {
+					restored = restoreWorkload(api, g.namespace, g.workload)
+				} else {
+					restored = restoreProject(api, g.namespace, g.project)
+				}
+				if restored {
 					api.call("DELETE", leasePath, "", nil)
 					return
 				}
@@ -176,21 +185,46 @@ func restoreProject(api *apiClient, namespace, project string) bool {
 		json.Unmarshal(body, &list)
 		for _, item := range list.Items {
 			original, wrapped := item.Metadata.Annotations[originalAnno]
-			if !wrapped || len(item.Metadata.OwnerReferences) > 0 {
-				continue
+			if wrapped && len(item.Metadata.OwnerReferences) == 0 {
+				ok = restoreTemplate(api, base, plural, item.Metadata.Name, original) && ok
 			}
-			patch := fmt.Sprintf(`[{"op":"replace","path":"/spec/template","value":%s},`+
-				`{"op":"remove","path":"/metadata/annotations/%s"}]`,
-				original, strings.ReplaceAll(originalAnno, "/", "~1"))
-			status, body, err := api.call("PATCH", base+"/"+item.Metadata.Name+"?fieldManager=kubeloop",
-				"application/json-patch+json", []byte(patch))
-			if err != nil || status >= 300 {
-				fmt.Fprintf(os.Stderr, "guard: restore %s/%s: %v %d %s\n", plural, item.Metadata.Name, err, status, body)
-				ok = false
-				continue
-			}
-			fmt.Printf("guard: restored %s/%s\n", plural, item.Metadata.Name)
 		}
 	}
 	return ok
+}
+
+// restoreWorkload puts back the one workload a bridge swapped (plural/name).
+func restoreWorkload(api *apiClient, namespace, workload string) bool {
+	plural, name, _ := strings.Cut(workload, "/")
+	base := fmt.Sprintf("/apis/apps/v1/namespaces/%s/%s", namespace, plural)
+	status, body, err := api.call("GET", base+"/"+name, "", nil)
+	if status == http.StatusNotFound {
+		return true // deleted meanwhile: nothing to put back
+	}
+	if err != nil || status != http.StatusOK {
+		fmt.Fprintf(os.Stderr, "guard: get %s: %v %d\n", workload, err, status)
+		return false
+	}
+	var item struct {
+		Metadata struct {
+			Annotations map[string]string `json:"annotations"`
+		} `json:"metadata"`
+	}
+	json.Unmarshal(body, &item)
+	original, changed := item.Metadata.Annotations[originalAnno]
+	return !changed || restoreTemplate(api, base, plural, name, original)
+}
+
+func restoreTemplate(api *apiClient, base, plural, name, original string) bool {
+	patch := fmt.Sprintf(`[{"op":"replace","path":"/spec/template","value":%s},`+
+		`{"op":"remove","path":"/metadata/annotations/%s"}]`,
+		original, strings.ReplaceAll(originalAnno, "/", "~1"))
+	status, body, err := api.call("PATCH", base+"/"+name+"?fieldManager=kubeloop",
+		"application/json-patch+json", []byte(patch))
+	if err != nil || status >= 300 {
+		fmt.Fprintf(os.Stderr, "guard: restore %s/%s: %v %d %s\n", plural, name, err, status, body)
+		return false
+	}
+	fmt.Printf("guard: restored %s/%s\n", plural, name)
+	return true
 }

@@ -4,8 +4,10 @@
 // namespace, so the target's files are reachable under /proc/<pid>/root: nothing is
 // added to the target image (no tar, shell or Python needed there).
 //
-//	kubeloop-agent idle                          keep the ephemeral container alive
-//	kubeloop-agent serve [--container-id ID]     speak the protocol (serve.go) on stdin/stdout
+//	kubeloop-agent idle [--router NAME]          keep the ephemeral container alive (and
+//	                                             route bridged ports: router.go)
+//	kubeloop-agent serve [--container-id ID] [--router NAME]
+//	                                             speak the protocol (serve.go) on stdin/stdout
 //	kubeloop-agent install DEST                  copy itself to DEST (an init container)
 //	kubeloop-agent supervise -- CMD ARGS...      run CMD as a child: SIGHUP restarts the
 //	                                             child (the container and its synced files
@@ -67,7 +69,7 @@ func targetPID(containerID string) (int, error) {
 
 func serveCommand(args []string) {
 	limitSelf()
-	containerID, asRoot, localRoot := "", false, ""
+	containerID, asRoot, netOnly, localRoot, router := "", false, false, "", ""
 	for i := 0; i < len(args); i++ {
 		switch args[i] {
 		case "--root": // serve a local folder as the container's root (tests, benchmarks)
@@ -80,13 +82,20 @@ func serveCommand(args []string) {
 				containerID = args[i+1]
 				i++
 			}
+		case "--router": // the bridge router's name (router.go)
+			if i+1 < len(args) {
+				router = args[i+1]
+				i++
+			}
 		case "--as-root":
 			asRoot = true
 		case "--net-only": // the bridge's agent: the pod's network, none of the app's files
-			limitSelf()
-			serveOn(-1, func(syscall.Signal) error { return errors.New("not available") })
-			return
+			netOnly = true
 		}
+	}
+	if netOnly {
+		serveOn(-1, func(syscall.Signal) error { return errors.New("not available") }, router)
+		return
 	}
 	if localRoot != "" {
 		rootFD, err := unix.Open(localRoot, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
@@ -94,7 +103,7 @@ func serveCommand(args []string) {
 			fail("open %s: %v", localRoot, err)
 		}
 		unix.Umask(0)
-		serveOn(rootFD, func(syscall.Signal) error { return nil })
+		serveOn(rootFD, func(syscall.Signal) error { return nil }, router)
 		return
 	}
 	pid, err := targetPID(containerID)
@@ -114,12 +123,12 @@ func serveCommand(args []string) {
 		fail("cannot reach the target container's files (/proc/%d/root) as the app's user: %v", pid, err)
 	}
 	unix.Umask(0) // modes arrive exact from the client
-	serveOn(rootFD, func(sig syscall.Signal) error { return syscall.Kill(pid, sig) })
+	serveOn(rootFD, func(sig syscall.Signal) error { return syscall.Kill(pid, sig) }, router)
 }
 
-func serveOn(rootFD int, signal func(syscall.Signal) error) {
+func serveOn(rootFD int, signal func(syscall.Signal) error, router string) {
 	out := newOutput(os.Stdout)
-	s := newServer(rootFD, out, signal)
+	s := newServer(rootFD, out, signal, router)
 	err := s.run(os.Stdin)
 	s.close()
 	stopWatches()
@@ -246,6 +255,9 @@ func main() {
 	}
 	switch os.Args[1] {
 	case "idle":
+		if len(os.Args) == 4 && os.Args[2] == "--router" {
+			go runRouter(os.Args[3])
+		}
 		for {
 			time.Sleep(time.Hour)
 		}

@@ -47,10 +47,10 @@ type server struct {
 	bridge       *bridge
 }
 
-func newServer(rootFD int, out *output, signal func(syscall.Signal) error) *server {
+func newServer(rootFD int, out *output, signal func(syscall.Signal) error, router string) *server {
 	mux := newChannels(out)
 	return &server{rootFD: rootFD, out: out, writes: map[uint32]*pendingWrite{},
-		signalTarget: signal, mux: mux, bridge: newBridge(out, mux)}
+		signalTarget: signal, mux: mux, bridge: newBridge(out, mux, router)}
 }
 
 func (s *server) close() {
@@ -151,12 +151,12 @@ func (s *server) handle(f frame) {
 		s.mux.frame(f)
 		return
 	case 'I':
-		port, node := parseSteal(body)
+		req := parseSteal(body)
 		if body.err != nil {
 			err = body.err
 			break
 		}
-		err = s.bridge.steal(port, node)
+		err = s.bridge.steal(req)
 	case 'U':
 		if len(f.body) == 0 || len(f.body) > maxDNS {
 			err = errors.New("bad DNS query")

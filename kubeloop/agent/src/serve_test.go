@@ -45,7 +45,7 @@ func (sb *sandbox) run(t testing.TB, stream []byte) []frame {
 	s := newServer(rootFD, out, func(sig syscall.Signal) error {
 		sb.signals = append(sb.signals, sig)
 		return nil
-	})
+	}, "")
 	s.run(bytes.NewReader(stream))
 	s.close()
 	stopWatches()
@@ -365,7 +365,7 @@ func TestWatchReportsChanges(t *testing.T) {
 	pr, pw := io.Pipe()
 	var replies bytes.Buffer
 	out := newOutput(&lockedBuffer{b: &replies})
-	s := newServer(rootFD, out, func(syscall.Signal) error { return nil })
+	s := newServer(rootFD, out, func(syscall.Signal) error { return nil }, "")
 	done := make(chan struct{})
 	go func() { s.run(pr); close(done) }()
 	pw.Write((&request{}).frame('B', 1, str("/app")).frame('N', 2, str("/app")).b.Bytes())

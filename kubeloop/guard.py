@@ -1,4 +1,5 @@
-"""The in-cluster guard of a dev session's changes to workloads.
+"""The in-cluster guard of a session's changes to workloads (dev mode's supervisor, a
+bridge's swap).
 
 Dev mode wraps workloads in kubeloop's supervisor (recorded on each, see sync/devmode.py)
 and undoes that when ``dev`` stops. If ``dev`` cannot stop cleanly (SIGKILL, a laptop
@@ -46,7 +47,10 @@ def rbac(namespace: str) -> list[Obj]:
     ]  # fmt: skip
 
 
-def guard_pod(namespace: str, project: str, lease: Obj, image: str, duration: int) -> Obj:
+def guard_pod(namespace: str, project: str, lease: Obj, image: str, duration: int,
+              workload: str | None = None) -> Obj:  # fmt: skip
+    # What it puts back: the project's workloads, or one (PLURAL/NAME).
+    scope = ["--workload", workload] if workload else ["--project", project]
     return {
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {
@@ -63,7 +67,7 @@ def guard_pod(namespace: str, project: str, lease: Obj, image: str, duration: in
             "containers": [{
                 "name": "guard", "image": image, "imagePullPolicy": "IfNotPresent",
                 "command": ["/kubeloop-agent", "guard",  # in its own namespace
-                            "--lease", lease["metadata"]["name"], "--project", project,
+                            "--lease", lease["metadata"]["name"], *scope,
                             "--duration", f"{duration}s"],
                 "resources": {"requests": {"cpu": "5m", "memory": "16Mi"},
                               "limits": {"cpu": "100m", "memory": "64Mi"}},
@@ -82,8 +86,10 @@ class Guard:
     (or when the user keeps it)."""
 
     def __init__(self, kube: Kube, namespace: str, project: str, image: str,
-                 duration: int = 20, on_event: Callable[[str], None] = lambda _: None) -> None:  # fmt: skip
+                 duration: int = 20, on_event: Callable[[str], None] = lambda _: None,
+                 workload: str | None = None) -> None:  # fmt: skip
         self.kube = kube
+        self.workload = workload  # PLURAL/NAME: guard that one, not the project's
         self.namespace = namespace
         self.project = project
         self.image = image
@@ -108,7 +114,8 @@ class Guard:
                       "spec": {"holderIdentity": "kubeloop dev",
                                "leaseDurationSeconds": self.duration, "renewTime": _now()}},
             )  # fmt: skip
-            pod = guard_pod(self.namespace, self.project, lease, self.image, self.duration)
+            pod = guard_pod(self.namespace, self.project, lease, self.image, self.duration,
+                            self.workload)  # fmt: skip
             await self.kube.request("POST", f"/api/v1/namespaces/{self.namespace}/pods", body=pod)
         except KubeError as exc:
             raise KubeloopError(

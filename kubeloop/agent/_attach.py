@@ -14,6 +14,8 @@ user may not write the synced folder does kubeloop ask for a root agent with
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
 from dataclasses import dataclass
 
 from kubeloop.agent._binary import agent_version, ensure_agent_image, go_arch
@@ -168,7 +170,46 @@ def _refused(namespace: str, pod: str, profile: str, exc: KubeError) -> Kubeloop
                          "'patch' on pods/ephemeralcontainers)")  # fmt: skip
 
 
-async def open_stream(cluster: ClusterInfo, namespace: str, attached: Attached) -> AgentStream:
+async def _port_forward(cluster: ClusterInfo, namespace: str, pod: str,
+                        port: int) -> tuple[asyncio.subprocess.Process, int]:  # fmt: skip
+    """``kubectl port-forward`` to ``port`` of the pod, on a free local port."""
+    argv = [kubectl_command(), "--kubeconfig", cluster.kubeconfig, "--context", cluster.context,
+            "port-forward", "-n", namespace, f"pod/{pod}", f":{port}",
+            "--address", "127.0.0.1"]  # fmt: skip
+    process = await spawn_tethered(*argv, stdout=asyncio.subprocess.PIPE,
+                                   stderr=asyncio.subprocess.PIPE)  # fmt: skip
+    assert process.stdout is not None
+    with contextlib.suppress(TimeoutError):
+        line = await asyncio.wait_for(process.stdout.readline(), 20)
+        if found := re.search(rb"127\.0\.0\.1:(\d+) ->", line):
+            return process, int(found[1])
+    detail = await _stderr_of(process)
+    with contextlib.suppress(ProcessLookupError):
+        process.kill()
+    raise KubeloopError(f"cannot port-forward to kubeloop's agent in pod {pod}: {detail}")
+
+
+async def open_stream(cluster: ClusterInfo, namespace: str, attached: Attached,
+                      lane: bool | None = None) -> AgentStream:  # fmt: skip
+    """A stream to the agent. ``lane`` (default: for the bridge's profiles) moves its
+    frames to a port-forwarded connection, three times faster than the exec stream; if
+    that cannot be opened, the stream is opened again without it."""
+    if lane is None:
+        lane = attached.profile in (NET, SWAP)
+    stream = await _exec_stream(cluster, namespace, attached)
+    if not lane:
+        return stream
+    try:
+        await stream.open_lane(lambda port: _port_forward(cluster, namespace, attached.pod, port))
+    except KubeloopError as exc:
+        await stream.close()
+        stream = await _exec_stream(cluster, namespace, attached)
+        stream.on_warning(f"kubeloop's agent in {attached.pod}: {exc.message}; "
+                          "carrying its traffic on the slower exec stream")  # fmt: skip
+    return stream
+
+
+async def _exec_stream(cluster: ClusterInfo, namespace: str, attached: Attached) -> AgentStream:
     argv = [kubectl_command(), "--kubeconfig", cluster.kubeconfig, "--context", cluster.context,
             "exec", "-i", "-n", namespace, attached.pod, "-c", attached.agent, "--",
             "/kubeloop-agent", "serve", "--container-id", attached.container_id]  # fmt: skip

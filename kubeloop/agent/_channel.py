@@ -12,7 +12,7 @@ import contextlib
 import struct
 from collections.abc import Awaitable, Callable
 
-WINDOW = 512 << 10
+WINDOW = 2 << 20
 PIECE = 64 << 10
 
 Send = Callable[[str, int, bytes], Awaitable[None]]

@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 import struct
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from kubeloop.agent._wire import (
 from kubeloop.errors import KubeloopError
 
 HIGH_WATER = 4 << 20  # bytes framed before handing them to the pipe
+LANE_TOKEN = 32
 REPLY_TIMEOUT = 30.0  # seconds for a reply, plus time for the bytes in flight
 BYTES_PER_SECOND = 10 << 20  # the slowest transfer rate a healthy stream is allowed
 
@@ -90,7 +91,8 @@ class AgentStream:
         self._broken: str | None = None
         self._stderr: collections.deque[str] = collections.deque(maxlen=5)
         self._stderr_task: asyncio.Task[None] | None = None
-        self._replies = asyncio.create_task(self._read_replies())
+        self._lane: asyncio.subprocess.Process | None = None  # its port-forward
+        self._replies = asyncio.create_task(self._read_replies(self._reader))
 
     def start_stderr_drain(self) -> None:
         """Keep the agent's last error lines (for messages) and its pipe empty."""
@@ -102,18 +104,23 @@ class AgentStream:
             self._stderr.append(line.decode(errors="replace").strip()[:300])
 
     @property
+    def transport(self) -> str:
+        """``lane`` (a port-forwarded connection, see open_lane) or ``exec``."""
+        return "lane" if self._lane is not None else "exec"
+
+    @property
     def alive(self) -> bool:
         return self.process.returncode is None and not self._replies.done()
 
     # --- replies --------------------------------------------------------------------
 
-    async def _read_replies(self) -> None:
+    async def _read_replies(self, reader: asyncio.StreamReader) -> None:
         try:
             while True:
-                op_byte, ident, length = HEADER.unpack(await self._reader.readexactly(9))
+                op_byte, ident, length = HEADER.unpack(await reader.readexactly(9))
                 if length > MAX_FRAME:
                     raise WireError(f"a reply of {length} bytes (at most {MAX_FRAME} allowed)")
-                body = await self._reader.readexactly(length) if length else b""
+                body = await reader.readexactly(length) if length else b""
                 self._dispatch(chr(op_byte), ident, body)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
@@ -122,13 +129,18 @@ class AgentStream:
             with contextlib.suppress(ProcessLookupError):
                 self.process.kill()
         finally:
-            for channel in list(self._channels.values()):
-                channel.abort()
-            why = self._broken or "closed" + (f": {self._stderr[-1]}" if self._stderr else "")
-            for future in self._pending.values():
-                if not future.done():
-                    future.set_exception(AgentError(f"the stream to {self.name} {why}"))
-            self._pending.clear()
+            if reader is self._reader:  # not when the frames moved to the data lane
+                self._ended()
+
+    def _ended(self) -> None:
+        """The stream's frames stopped: every waiter learns why."""
+        for channel in list(self._channels.values()):
+            channel.abort()
+        why = self._broken or "closed" + (f": {self._stderr[-1]}" if self._stderr else "")
+        for future in self._pending.values():
+            if not future.done():
+                future.set_exception(AgentError(f"the stream to {self.name} {why}"))
+        self._pending.clear()
 
     def _dispatch(self, op: str, ident: int, body: bytes) -> None:
         if op in ("d", "x", "k", "Z"):
@@ -412,9 +424,37 @@ class AgentStream:
             self.process.kill()
         await self.process.wait()
 
+    async def open_lane(
+        self, forward: Callable[[int], Awaitable[tuple[asyncio.subprocess.Process, int]]]
+    ) -> None:
+        """Move the frames to a faster path (see src/lane.go): ``forward(port)`` starts a
+        port-forward to the agent's port in the pod and returns it with its local port."""
+        body = await self._result(await self._request("X"), "open a data lane", timeout=30)
+        if len(body) != 2 + LANE_TOKEN:
+            raise AgentError(f"the agent in {self.name} answered the lane request badly")
+        port = struct.unpack(">H", body[:2])[0]
+        self._lane, local = await forward(port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", local, limit=1 << 20)
+        writer.write(body[2:])
+        async with self._lock:
+            await writer.drain()
+            self._reader, self._writer = reader, writer
+            superseded, self._replies = (
+                self._replies,
+                asyncio.create_task(self._read_replies(reader)),
+            )
+            superseded.cancel()
+
     async def close(self) -> None:
         with contextlib.suppress(Exception):
             self._writer.close()
+        if self._lane is not None:
+            with contextlib.suppress(Exception):
+                assert self.process.stdin is not None
+                self.process.stdin.close()
+            with contextlib.suppress(ProcessLookupError):
+                self._lane.kill()
+            await self._lane.wait()
         with contextlib.suppress(ProcessLookupError):
             self.process.kill()
         with contextlib.suppress(TimeoutError):  # killed: it cannot take long, but never hang

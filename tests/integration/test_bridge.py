@@ -131,6 +131,8 @@ async def test_traffic_comes_here_and_the_local_command_reaches_the_cluster(
     task = asyncio.create_task(bridge.run())
     try:
         reply = json.loads(await eventually(lambda: _local(ask(env, app)), 60, 0.3))
+        # The bytes travel on the port-forwarded data lane, not the slower exec stream.
+        assert [link.stream.transport for link in bridge.links.values()] == ["lane"]
         assert reply["greeting"] == "hello from the ConfigMap"  # valueFrom, resolved
         assert reply["db"] == "rows-from-db"  # a Service by name, from the pod
         assert reply["file"] == "dev"  # the mounted ConfigMap

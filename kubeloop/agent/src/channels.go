@@ -21,7 +21,7 @@ import (
 )
 
 const (
-	window       = 512 << 10
+	window       = 2 << 20
 	readSize     = 64 << 10
 	maxChannels  = 2048
 	agentIDBase  = 0x80000000

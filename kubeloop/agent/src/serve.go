@@ -17,6 +17,7 @@ package main
 //	'R' read: path, max u64           -> 'f'... 'F' content
 //	'K' signal: u32                   -> 'A'   (to the target's process)
 //	'P' ping: up to 64 bytes          -> 'P' the same bytes
+//	'X' data lane                     -> 'X' u16 port, token (see lane.go)
 //
 // Paths and strings are u16-length-prefixed. Any failure is an 'E' reply with a message
 // for the same id; the stream stays in step because every frame carries its own length.
@@ -26,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"strings"
 	"syscall"
 )
@@ -45,6 +47,7 @@ type server struct {
 	signalTarget func(syscall.Signal) error
 	mux          *channels
 	bridge       *bridge
+	lane         net.Conn // the data lane, once open (lane.go)
 }
 
 func newServer(rootFD int, out *output, signal func(syscall.Signal) error, router string) *server {
@@ -54,6 +57,9 @@ func newServer(rootFD int, out *output, signal func(syscall.Signal) error, route
 }
 
 func (s *server) close() {
+	if s.lane != nil {
+		s.lane.Close()
+	}
 	s.bridge.close()
 	s.mux.closeAll()
 	for id, w := range s.writes {
@@ -72,11 +78,24 @@ func (s *server) run(in io.Reader) error {
 	buf := make([]byte, maxFrame)
 	for {
 		f, err := readFrame(r, buf)
-		if err == io.EOF {
+		if err == io.EOF || (err != nil && s.lane != nil && errors.Is(err, net.ErrClosed)) {
 			return nil
 		}
 		if err != nil {
 			return err
+		}
+		if f.op == 'X' && s.lane == nil {
+			lane, err := s.openLane(f.id)
+			if err != nil {
+				s.reply(f.id, err)
+				continue
+			}
+			// From now on the exec stream only tells whether the client lives: its end
+			// ends the lane, and with it this loop.
+			s.lane = lane
+			go func() { io.Copy(io.Discard, in); lane.Close() }()
+			r = bufio.NewReaderSize(lane, 1<<20)
+			continue
 		}
 		s.handle(f)
 	}

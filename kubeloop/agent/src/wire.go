@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -125,21 +126,25 @@ type output struct {
 	w     *bufio.Writer
 	dirty chan struct{}
 	err   error
+	pace  atomic.Int64 // nanoseconds between flushes (see flushLoop)
 }
 
 func newOutput(w io.Writer) *output {
 	o := &output{w: bufio.NewWriterSize(w, 1<<16), dirty: make(chan struct{}, 1)}
+	o.pace.Store(int64(flushEvery))
 	go o.flushLoop()
 	return o
 }
 
-// flushLoop flushes as soon as something waits, but at most every 2 ms: a lone reply
-// goes out at once, and a burst of thousands costs a few hundred writes through the API
-// server rather than thousands.
+// flushLoop flushes as soon as something waits, but at most every 2 ms on the exec
+// stream: a lone reply goes out at once, and a burst of thousands costs a few hundred
+// writes through the API server rather than thousands. On the data lane (a plain TCP
+// connection) every frame goes at once: a request/response exchange then never waits
+// for the pace.
 func (o *output) flushLoop() {
 	var last time.Time
 	for range o.dirty {
-		if wait := flushEvery - time.Since(last); wait > 0 {
+		if wait := time.Duration(o.pace.Load()) - time.Since(last); wait > 0 {
 			time.Sleep(wait)
 		}
 		last = time.Now()
@@ -181,6 +186,15 @@ func (o *output) sendLarge(op byte, id uint32, body []byte) {
 		body = body[chunkSize:]
 	}
 	o.send(op, id, body)
+}
+
+// redirect sends every later frame to w (the data lane), after what is buffered.
+func (o *output) redirect(w io.Writer) {
+	o.mu.Lock()
+	o.w.Flush()
+	o.w = bufio.NewWriterSize(w, 1<<16)
+	o.mu.Unlock()
+	o.pace.Store(0)
 }
 
 func (o *output) flush() {

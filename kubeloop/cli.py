@@ -390,6 +390,10 @@ def sync(config_path: Path | None, environment: str | None, cluster: str | None,
               help="steal: every connection to PORT comes here (default); personal: only "
                    "HTTP requests with --header, the rest reach the pods; swap: the app "
                    "container is replaced by kubeloop's agent while this runs.")  # fmt: skip
+@click.option("--outbound", type=click.Choice(["auto", "namespace", "proxy"]), default="auto",
+              help="How COMMAND reaches the cluster: its own network namespace (every "
+                   "program), or proxy variables (programs that honour HTTP_PROXY/ALL_PROXY); "
+                   "auto: the namespace where this machine allows it.")  # fmt: skip
 @click.option("--header", "-H", "header",
               help="personal mode: 'NAME: VALUE' routed here (default: "
                    "'X-Kubeloop-Session: <your user name>').")  # fmt: skip
@@ -405,7 +409,7 @@ def sync(config_path: Path | None, environment: str | None, cluster: str | None,
 @CLUSTER
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def bridge(workload: str | None, port: str | None, namespace: str | None,
-           container: str | None, mode: str, header: str | None,
+           container: str | None, mode: str, outbound: str, header: str | None,
            env_pairs: tuple[str, ...], config_path: Path | None,
            environment: str | None, cluster: str | None, command: tuple[str, ...]) -> None:  # fmt: skip
     """Run COMMAND here as if it were WORKLOAD in the cluster: new connections to the
@@ -447,7 +451,7 @@ def bridge(workload: str | None, port: str | None, namespace: str | None,
     if header and mode != "personal":
         raise click.UsageError("--header routes requests in personal mode: add --mode personal")
     spec = BridgeSpec(workload, remote, list(command), namespace or "default", local,
-                      container, env, mode=mode,
+                      container, env, mode=mode, outbound=outbound,
                       header=parse_header(header) if header else None)  # fmt: skip
 
     async def action() -> int:

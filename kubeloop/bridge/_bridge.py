@@ -48,6 +48,7 @@ from kubeloop.agent import (
 )
 from kubeloop.bridge._context import PodContext, pod_context
 from kubeloop.bridge._local import LocalCommand
+from kubeloop.bridge._proxy import ProxiedCommand
 from kubeloop.bridge._swap import Swap
 from kubeloop.cluster import ClusterInfo
 from kubeloop.config import BridgeEntry
@@ -77,13 +78,14 @@ class BridgeSpec:
     cwd: Path | None = None  # where the command runs (default: the current folder)
     mode: str = "steal"  # steal | personal | swap
     header: tuple[str, str] | None = None  # personal: (name, value) routed here
+    outbound: str = "auto"  # auto | namespace | proxy (see _start_local)
 
     @classmethod
     def from_config(cls, entry: BridgeEntry, namespace: str, folder: Path) -> BridgeSpec:
         header = parse_header(entry.header) if entry.header else None
         return cls(entry.workload, entry.port, list(entry.command), namespace,
                    entry.local_port, entry.container, dict(entry.env), folder,
-                   entry.mode, header)  # fmt: skip
+                   entry.mode, header, entry.outbound)  # fmt: skip
 
     def route(self) -> tuple[str, str, str]:
         """(mode, header, value) as the agent's router takes them."""
@@ -107,7 +109,7 @@ class Bridge:
     on_event: Callable[[str], None] = lambda _: None
     context: PodContext | None = None
     links: dict[str, _Link] = field(default_factory=dict)
-    local: LocalCommand | None = None
+    local: LocalCommand | ProxiedCommand | None = None
     swap: Swap | None = None
     served: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -238,6 +240,26 @@ class Bridge:
 
     # --- running -------------------------------------------------------------------------
 
+    async def _start_local(self, agent: AgentStream,
+                           env: dict[str, str]) -> LocalCommand | ProxiedCommand:  # fmt: skip
+        """The command in namespaces of its own (every program's connections reach the
+        cluster), or, where this machine does not allow that, with proxy variables."""
+        resolv = await agent.resolv_conf()
+        if self.spec.outbound != "proxy":
+            local = LocalCommand(agent)
+            try:
+                await local.start(self.spec.command, env, resolv, self.spec.cwd)
+                return local
+            except KubeloopError as exc:
+                await local.stop()
+                if self.spec.outbound == "namespace":
+                    raise
+                self.on_event(f"bridge: {exc.message}; falling back to a proxy: only programs "
+                              "that honour HTTP_PROXY / ALL_PROXY reach the cluster")  # fmt: skip
+        proxied = ProxiedCommand(agent)
+        await proxied.start(self.spec.command, env, resolv, self.spec.cwd)
+        return proxied
+
     async def run(self) -> int:
         """Bridge until the local command exits (its exit code) or this is cancelled;
         the pods get their traffic back at once either way."""
@@ -261,14 +283,16 @@ class Bridge:
             for pod in pods:
                 await self._attach(pod, image)
             first = next(iter(self.links.values())).stream
-            self.local = LocalCommand(first)
             env = {**os.environ, **self.context.env, **self.spec.env}
-            await self.local.start(self.spec.command, env, await first.resolv_conf(), self.spec.cwd)
+            self.local = await self._start_local(first, env)
             self.started = time.monotonic()
             keeper = asyncio.get_running_loop().create_task(self._keep_up(workload, image))
+            outbound = ("its own network namespace" if isinstance(self.local, LocalCommand)
+                        else "a proxy (HTTP_PROXY, ALL_PROXY)")  # fmt: skip
             self.on_event(f"bridge: {self.spec.workload} port {self.spec.port} -> local port "
                           f"{self.spec.local_port or self.spec.port} ({len(self.links)} pods; "
-                          f"{len(self.context.env)} variables, files under {root})")  # fmt: skip
+                          f"{len(self.context.env)} variables, files under {root}; the "
+                          f"command reaches the cluster through {outbound})")  # fmt: skip
             code = await self.local.wait()
             if time.monotonic() - self.started < 2 and code != 0:
                 raise KubeloopError(f"the local command exited at once (exit {code})",

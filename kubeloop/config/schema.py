@@ -95,6 +95,12 @@ class BridgeEntry(Strict):
         description="personal mode: 'NAME: VALUE' routed here (default: "
         "'X-Kubeloop-Session: <your user name>').",
     )
+    outbound: Literal["auto", "namespace", "proxy"] = Field(
+        "auto",
+        description="How the command reaches the cluster: its own network namespace "
+        "(every program), or HTTP_PROXY/ALL_PROXY (programs that honour them); auto: the "
+        "namespace where this machine allows it.",
+    )
 
 
 class DeploySettings(Strict):

@@ -20,6 +20,7 @@ import pytest
 
 from kubeloop.agent import SWAP_ROUTER, cluster_agent_image
 from kubeloop.bridge import Bridge, BridgeSpec, reset_swaps
+from kubeloop.bridge._proxy import ProxiedCommand
 from kubeloop.bridge._swap import GUARD_SECONDS, Swap
 from kubeloop.cluster import ClusterInfo
 from kubeloop.errors import KubeloopError
@@ -481,3 +482,49 @@ async def test_a_killed_swap_is_put_back_by_the_cluster(
         with _quiet():
             os.killpg(process.pid, signal.SIGKILL)
         await process.wait()
+
+
+async def socks_get(port: int, host: str, target_port: int) -> bytes:
+    """A GET through the bridge's SOCKS5 proxy, the name resolved in the pod (socks5h)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"\x05\x01\x00")
+    assert await reader.readexactly(2) == b"\x05\x00"
+    name = host.encode()
+    writer.write(b"\x05\x01\x00\x03" + bytes([len(name)]) + name + target_port.to_bytes(2, "big"))
+    assert (await reader.readexactly(10))[1] == 0  # succeeded
+    writer.write(b"GET / HTTP/1.0\r\n\r\n")
+    reply = await reader.read()
+    writer.close()
+    return reply
+
+
+async def test_the_proxy_fallback_reaches_services_by_name(
+    tmp_path: Path, kube: Kube, cluster: ClusterInfo, app: str, env: Env
+) -> None:
+    """Where the command cannot have namespaces of its own: HTTP_PROXY / ALL_PROXY."""
+    seen = tmp_path / "seen.txt"
+    spec = BridgeSpec("web", 8000, local_command(tmp_path), app, env={"SEEN": str(seen)},
+                      outbound="proxy")  # fmt: skip
+    bridge = Bridge(kube, cluster, spec)
+    task = asyncio.create_task(bridge.run())
+    try:
+        # The local command's urllib honours http_proxy: `db` resolves in the pod.
+        reply = json.loads(await eventually(lambda: _local(ask(env, app)), 60, 0.3))
+        assert reply["db"] == "rows-from-db" and reply["greeting"] == "hello from the ConfigMap"
+        local = bridge.local
+        assert isinstance(local, ProxiedCommand) and local.connections >= 1
+        assert (await socks_get(local.proxy_port, "db", 5432)).endswith(b"rows-from-db")
+        # HTTP CONNECT (how HTTPS clients use HTTP_PROXY).
+        reader, writer = await asyncio.open_connection("127.0.0.1", local.proxy_port)
+        writer.write(b"CONNECT db:5432 HTTP/1.1\r\nHost: db:5432\r\n\r\n")
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 200")
+        writer.write(b"GET / HTTP/1.0\r\n\r\n")
+        assert (await reader.read()).endswith(b"rows-from-db")
+        writer.close()
+        # A name the pod cannot resolve is refused, not hung.
+        with pytest.raises(AssertionError):
+            await socks_get(local.proxy_port, "no-such-service", 80)
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task

@@ -394,6 +394,16 @@ def sync(config_path: Path | None, environment: str | None, cluster: str | None,
               help="How COMMAND reaches the cluster: its own network namespace (every "
                    "program), or proxy variables (programs that honour HTTP_PROXY/ALL_PROXY); "
                    "auto: the namespace where this machine allows it.")  # fmt: skip
+@click.option(
+    "--env-include",
+    multiple=True,
+    help="Only the pod's variables matching this pattern (repeat; e.g. 'DB_*').",
+)
+@click.option(
+    "--env-exclude",
+    multiple=True,
+    help="None of the pod's variables matching this pattern (repeat).",
+)
 @click.option("--header", "-H", "header",
               help="personal mode: 'NAME: VALUE' routed here (default: "
                    "'X-Kubeloop-Session: <your user name>').")  # fmt: skip
@@ -409,7 +419,8 @@ def sync(config_path: Path | None, environment: str | None, cluster: str | None,
 @CLUSTER
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def bridge(workload: str | None, port: str | None, namespace: str | None,
-           container: str | None, mode: str, outbound: str, header: str | None,
+           container: str | None, mode: str, outbound: str, env_include: tuple[str, ...],
+           env_exclude: tuple[str, ...], header: str | None,
            env_pairs: tuple[str, ...], config_path: Path | None,
            environment: str | None, cluster: str | None, command: tuple[str, ...]) -> None:  # fmt: skip
     """Run COMMAND here as if it were WORKLOAD in the cluster: new connections to the
@@ -452,6 +463,7 @@ def bridge(workload: str | None, port: str | None, namespace: str | None,
         raise click.UsageError("--header routes requests in personal mode: add --mode personal")
     spec = BridgeSpec(workload, remote, list(command), namespace or "default", local,
                       container, env, mode=mode, outbound=outbound,
+                      env_include=list(env_include), env_exclude=list(env_exclude),
                       header=parse_header(header) if header else None)  # fmt: skip
 
     async def action() -> int:

@@ -30,6 +30,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase as fnmatch
 from pathlib import Path
 
 from kubeloop.agent import (
@@ -79,13 +80,23 @@ class BridgeSpec:
     mode: str = "steal"  # steal | personal | swap
     header: tuple[str, str] | None = None  # personal: (name, value) routed here
     outbound: str = "auto"  # auto | namespace | proxy (see _start_local)
+    env_include: list[str] = field(default_factory=list)  # the pod's variables to take
+    env_exclude: list[str] = field(default_factory=list)  # ... and to leave (fnmatch)
 
     @classmethod
     def from_config(cls, entry: BridgeEntry, namespace: str, folder: Path) -> BridgeSpec:
         header = parse_header(entry.header) if entry.header else None
         return cls(entry.workload, entry.port, list(entry.command), namespace,
                    entry.local_port, entry.container, dict(entry.env), folder,
-                   entry.mode, header, entry.outbound)  # fmt: skip
+                   entry.mode, header, entry.outbound, list(entry.env_include),
+                   list(entry.env_exclude))  # fmt: skip
+
+    def pod_env(self, env: dict[str, str]) -> dict[str, str]:
+        """The pod's variables the command gets: those matching an include pattern (all
+        when there is none) and no exclude pattern (shell-style: ``AWS_*``)."""
+        return {name: value for name, value in env.items()
+                if (not self.env_include or any(fnmatch(name, p) for p in self.env_include))
+                and not any(fnmatch(name, p) for p in self.env_exclude)}  # fmt: skip
 
     def route(self) -> tuple[str, str, str]:
         """(mode, header, value) as the agent's router takes them."""
@@ -283,7 +294,7 @@ class Bridge:
             for pod in pods:
                 await self._attach(pod, image)
             first = next(iter(self.links.values())).stream
-            env = {**os.environ, **self.context.env, **self.spec.env}
+            env = {**os.environ, **self.spec.pod_env(self.context.env), **self.spec.env}
             self.local = await self._start_local(first, env)
             self.started = time.monotonic()
             keeper = asyncio.get_running_loop().create_task(self._keep_up(workload, image))

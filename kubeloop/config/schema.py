@@ -95,6 +95,16 @@ class BridgeEntry(Strict):
         description="personal mode: 'NAME: VALUE' routed here (default: "
         "'X-Kubeloop-Session: <your user name>').",
     )
+    env_include: list[str] = Field(
+        default_factory=list,
+        alias="envInclude",
+        description="Only the pod's variables matching one of these patterns (AWS_*).",
+    )
+    env_exclude: list[str] = Field(
+        default_factory=list,
+        alias="envExclude",
+        description="None of the pod's variables matching these patterns.",
+    )
     outbound: Literal["auto", "namespace", "proxy"] = Field(
         "auto",
         description="How the command reaches the cluster: its own network namespace "

@@ -528,3 +528,39 @@ async def test_the_proxy_fallback_reaches_services_by_name(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+RELOADING = """
+import http.server as h, importlib, sys
+sys.path.insert(0, sys.argv[1])
+import handler
+class H(h.BaseHTTPRequestHandler):
+    def do_GET(s):
+        importlib.reload(handler)  # what a dev server's autoreloader does, per request here
+        s.send_response(200); s.end_headers(); s.wfile.write(handler.reply().encode())
+    def log_message(s, *a): pass
+h.HTTPServer(("", 8000), H).serve_forever()
+"""
+
+
+async def test_a_local_edit_is_live_on_the_next_request(
+    tmp_path: Path, kube: Kube, cluster: ClusterInfo, app: str, env: Env
+) -> None:
+    """The seed's workflow: edit the code on your machine, the cluster's next request
+    runs it, no image, no rollout; stopping gives the Service back."""
+    code = tmp_path / "handler.py"
+    code.write_text("def reply():\n    return 'v1'\n")
+    (tmp_path / "server.py").write_text(RELOADING)
+    spec = BridgeSpec(
+        "web", 8000, [sys.executable, str(tmp_path / "server.py"), str(tmp_path)], app
+    )
+    task = asyncio.create_task(Bridge(kube, cluster, spec).run())
+    try:
+        await eventually(lambda: _is(ask(env, app), "v1"), 60, 0.3)
+        code.write_text("def reply():\n    return 'v2, edited'\n")
+        assert await ask(env, app) == "v2, edited"
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    await eventually(lambda: _is(ask(env, app), "cluster"), 5, 0.1)

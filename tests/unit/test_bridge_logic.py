@@ -89,3 +89,13 @@ def test_swap_patch_records_the_template_and_keeps_only_what_the_agent_needs() -
     assert not {"args", "workingDir", "readinessProbe", "lifecycle"} & swapped.keys()
     assert swapped["securityContext"] == {"runAsNonRoot": True, "runAsUser": 65534}
     assert patch[3]["value"] == {SWAPPED: "true"}
+
+
+def test_the_pods_variables_can_be_chosen() -> None:
+    pod = {"DB_HOST": "db", "DB_PASSWORD": "x", "AWS_KEY": "k", "PATH": "/bin"}
+    everything = BridgeSpec("web", 8000, ["true"])
+    assert everything.pod_env(pod) == pod
+    only_db = BridgeSpec("web", 8000, ["true"], env_include=["DB_*"], env_exclude=["*PASSWORD"])
+    assert only_db.pod_env(pod) == {"DB_HOST": "db"}
+    assert BridgeSpec("web", 8000, ["true"], env_exclude=["AWS_*", "PATH"]).pod_env(pod) == {
+        "DB_HOST": "db", "DB_PASSWORD": "x"}  # fmt: skip

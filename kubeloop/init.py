@@ -159,7 +159,7 @@ def init_project(folder: Path, name: str | None = None, port: int | None = None)
         folder / "Dockerfile": detected.dockerfile,
         folder / "k8s" / "deployment.yaml": _manifests(name, detected.port),
         folder / "kubeloop.yaml": _config(name, detected.port),
-        folder / ".dockerignore": "kubeloop.yaml\nk8s/\n.git\n.venv\n__pycache__\nnode_modules\n",
+        folder / ".dockerignore": "kubeloop.yaml\nk8s/\n.git\n.venv\n**/__pycache__\nnode_modules\n",
     }
     written = []
     for path, text in files.items():

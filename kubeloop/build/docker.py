@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kubeloop.errors import KubeloopError
+from kubeloop.ignore import DockerIgnore
 from kubeloop.images.registry import manifest_exists
 from kubeloop.images.seed import is_docker_hub_name, registry_reference
 from kubeloop.proc import run
@@ -21,31 +23,28 @@ class BuildResult:
     built: bool  # False when the content tag was already in the registry
 
 
-def _dockerignore_patterns(context: Path) -> list[str]:
-    ignore = context / ".dockerignore"
-    if not ignore.exists():
-        return []
-    return [
-        line.strip() for line in ignore.read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]  # fmt: skip
-
-
 def content_tag(context: Path, dockerfile: str = "Dockerfile") -> str:
-    """A tag from the bytes of the build context: same sources, same tag."""
-    import fnmatch
-
-    patterns = _dockerignore_patterns(context)
+    """A tag from the bytes ``docker build`` would send (the context, as its
+    .dockerignore filters it, and the Dockerfile): same sources, same tag."""
+    ignore = DockerIgnore.from_context(context)
     digest = hashlib.sha256()
-    for path in sorted(context.rglob("*")):
-        relative = path.relative_to(context).as_posix()
-        if any(fnmatch.fnmatch(relative, p) or relative.startswith(p.rstrip("/") + "/")
-               for p in patterns):  # fmt: skip
-            continue
-        if path.is_file():
+    for folder, dirs, files in os.walk(context):
+        base = Path(folder).relative_to(context).as_posix()
+        base = "" if base == "." else base + "/"
+        dirs.sort()
+        if ignore and not ignore.has_exclusions:  # nothing below an excluded folder counts
+            dirs[:] = [d for d in dirs if not ignore.excluded(base + d)]
+        for name in sorted(files):
+            relative = base + name
+            path = Path(folder, name)
+            if ignore.excluded(relative) or not path.is_file():
+                continue
             digest.update(relative.encode() + b"\0" + oct(path.stat().st_mode & 0o111).encode())
             digest.update(path.read_bytes())
+    # Docker reads the Dockerfile even when .dockerignore leaves it out of the context.
     digest.update(dockerfile.encode())
+    with contextlib.suppress(OSError):
+        digest.update((context / dockerfile).read_bytes())
     return "kl-" + digest.hexdigest()[:16]
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pathspec
 
 from kubeloop.files import sha256_of
+from kubeloop.ignore import DockerIgnore
 
 ALWAYS_EXCLUDED = (
     ".git/",
@@ -37,11 +38,9 @@ class Ignore:
 
     def __init__(self, root: Path, excludes: list[str]) -> None:
         self.root = root
-        patterns = list(ALWAYS_EXCLUDED) + list(excludes)
-        dockerignore = root / ".dockerignore"
-        if dockerignore.exists():
-            patterns += _ignore_lines(dockerignore)
-        self.base = pathspec.GitIgnoreSpec.from_lines(patterns)
+        self.base = pathspec.GitIgnoreSpec.from_lines(list(ALWAYS_EXCLUDED) + list(excludes))
+        # What the image leaves out, by Docker's rules (not git's: see kubeloop/ignore.py).
+        self.docker = DockerIgnore.from_context(root)
         self.nested: dict[Path, pathspec.GitIgnoreSpec | None] = {}
         self._folders: list[str] | None = None
 
@@ -68,7 +67,9 @@ class Ignore:
         return bool(self._gitignore_folders())
 
     def excluded_rel(self, relative: str, is_dir: bool, nested: bool = True) -> bool:
-        if self.base.match_file(relative + ("/" if is_dir else "")):
+        if self.base.match_file(relative + ("/" if is_dir else "")) or self.docker.excluded(
+            relative
+        ):
             return True
         return nested and self.excluded(self.root / relative, is_dir)
 
@@ -79,7 +80,7 @@ class Ignore:
     def excluded(self, path: Path, is_dir: bool) -> bool:
         relative = path.relative_to(self.root).as_posix()
         suffix = "/" if is_dir else ""
-        if self.base.match_file(relative + suffix):
+        if self.base.match_file(relative + suffix) or self.docker.excluded(relative):
             return True
         # Each .gitignore applies to its own folder and below, with paths relative to it;
         # as in git, the deepest one with a matching pattern (ignore or '!' re-include)

@@ -150,6 +150,10 @@ def project_name(folder: Path) -> str:
     return (name or "app")[:40]
 
 
+# Docker's rules: a pattern without '**/' is the context root's only.
+DOCKERIGNORE = "kubeloop.yaml\nk8s/\n.git\n.venv\n**/__pycache__\nnode_modules\n"
+
+
 def init_project(folder: Path, name: str | None = None, port: int | None = None) -> list[Path]:
     if not folder.is_dir():
         raise KubeloopError(f"{folder} is not a folder")
@@ -159,7 +163,7 @@ def init_project(folder: Path, name: str | None = None, port: int | None = None)
         folder / "Dockerfile": detected.dockerfile,
         folder / "k8s" / "deployment.yaml": _manifests(name, detected.port),
         folder / "kubeloop.yaml": _config(name, detected.port),
-        folder / ".dockerignore": "kubeloop.yaml\nk8s/\n.git\n.venv\n**/__pycache__\nnode_modules\n",
+        folder / ".dockerignore": DOCKERIGNORE,
     }
     written = []
     for path, text in files.items():

@@ -59,11 +59,9 @@ def _run(coro: Awaitable[T]) -> T:
     try:
         return asyncio.run(_stoppable(coro))
     except KubeloopError as exc:
-        from kubeloop.ui import console
+        from kubeloop.ui import error
 
-        console().print(f"[red]error:[/red] {exc.message}", markup=True, highlight=False)
-        if exc.hint:
-            console().print(f"[bold]fix:[/bold] {exc.hint}")
+        error(exc.message, exc.hint)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -71,7 +69,21 @@ def _run(coro: Awaitable[T]) -> T:
         sys.exit(128 + stopped.signum)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Group(click.Group):
+    """Errors raised while a command reads its arguments (before _run) are told the
+    same way as the others: a message, a fix, an exit code, no traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except KubeloopError as exc:
+            from kubeloop.ui import error
+
+            error(exc.message, exc.hint)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kubeloop")
 def main() -> None:
     """kubeloop: develop on Kubernetes — cluster, build, deploy, sync, bridge, debug."""
@@ -221,10 +233,10 @@ async def _with_session(config_path: Path | None, environment: str | None, clust
 def build(config_path: Path | None, environment: str | None, cluster: str | None,
           only: tuple[str, ...]) -> None:  # fmt: skip
     """Build the project's images (in parallel, skipping unchanged ones) and push them."""
-    from kubeloop.ui import console
+    from kubeloop.ui import console, escape
 
     def show(image: str, line: str) -> None:
-        console().print(f"[dim]{image} |[/dim] {line}", markup=True, highlight=False)
+        console().print(f"[dim]{escape(image)} |[/dim] {escape(line)}", highlight=False)
 
     async def action(session: Session) -> None:
         timings = await session.build(set(only) or None, show)
@@ -343,7 +355,7 @@ def sync(config_path: Path | None, environment: str | None, cluster: str | None,
     """Keep local folders live in running containers (the project's sync rules, or
     ad hoc: kubeloop sync -l app=web LOCAL:/container/path ...). Ctrl-C stops."""
     from kubeloop.sync import Syncer, SyncRule
-    from kubeloop.ui import info
+    from kubeloop.ui import plain
 
     async def ad_hoc() -> None:
         from kubeloop.cluster import get_cluster
@@ -359,14 +371,14 @@ def sync(config_path: Path | None, environment: str | None, cluster: str | None,
         kube = await Kube.connect(info_.kubeconfig, info_.context)
         try:
             await Syncer(kube, info_, namespace or "default", selector or "", rules,
-                         container=container, on_event=info).run()  # fmt: skip
+                         container=container, on_event=plain).run()  # fmt: skip
         finally:
             await kube.close()
 
     async def project(session: Session) -> None:
         import asyncio
 
-        syncers = session.syncers(info)
+        syncers = session.syncers(plain)
         if not syncers:
             raise KubeloopError("kubeloop.yaml has no sync rules", "add a 'sync:' section")
         await asyncio.gather(*(s.run() for s in syncers))
@@ -436,12 +448,12 @@ def bridge(workload: str | None, port: str | None, namespace: str | None,
     import asyncio
 
     from kubeloop.bridge import Bridge, BridgeSpec, parse_header, parse_port
-    from kubeloop.ui import info
+    from kubeloop.ui import plain
 
     if workload is None:
 
         async def project(session: Session) -> int:
-            bridges = session.bridges(info)
+            bridges = session.bridges(plain)
             if not bridges:
                 raise KubeloopError("kubeloop.yaml has no bridge entries",
                                     "add a 'bridge:' section, or name a workload")  # fmt: skip
@@ -473,7 +485,7 @@ def bridge(workload: str | None, port: str | None, namespace: str | None,
         info_ = get_cluster(cluster or "kubeloop")
         kube = await Kube.connect(info_.kubeconfig, info_.context)
         try:
-            return await Bridge(kube, info_, spec, on_event=info).run()
+            return await Bridge(kube, info_, spec, on_event=plain).run()
         finally:
             await kube.close()
 

@@ -6,6 +6,7 @@ rendered YAML, JSON) that users pipe into other tools.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,7 +26,8 @@ def console() -> Console:
         # (kubeloop.cluster imports ui; `kubeloop cluster list` prints no Rich output).
         from rich.console import Console
 
-        _console = Console(stderr=True, highlight=False)
+        # Not a terminal (CI logs, a pipe): no wrapping at 80 columns, a line stays whole.
+        _console = Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())
     return _console
 
 
@@ -67,8 +69,27 @@ def step(title: str, quiet: bool = False) -> Iterator[Step]:
 
 
 def info(message: str) -> None:
+    """A line of kubeloop's own, which may carry Rich markup."""
     console().print(message)
 
 
+def plain(message: str) -> None:
+    """A line that holds text from elsewhere (a tool, a pod, the user): printed exactly,
+    brackets included (Rich would read ``[stage-1 2/5]`` as markup and drop it)."""
+    console().print(message, markup=False)
+
+
 def warn(message: str) -> None:
-    console().print(f"[yellow]warning:[/yellow] {message}")
+    console().print(f"[yellow]warning:[/yellow] {escape(message)}")
+
+
+def error(message: str, hint: str | None = None) -> None:
+    console().print(f"[red]error:[/red] {escape(message)}")
+    if hint:
+        console().print(f"[bold]fix:[/bold] {escape(hint)}")
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)

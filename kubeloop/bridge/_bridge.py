@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import getpass
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -337,6 +338,9 @@ def parse_port(text: str) -> tuple[int, int | None]:
     return ports
 
 
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # an HTTP header name (RFC 9110)
+
+
 def parse_header(text: str) -> tuple[str, str]:
     """``NAME: VALUE``, ``NAME=VALUE``, or a VALUE for the X-Kubeloop-Session header."""
     for sep in (":", "="):
@@ -346,7 +350,7 @@ def parse_header(text: str) -> tuple[str, str]:
     else:
         name, value = SESSION_HEADER, text
     name, value = name.strip(), value.strip()
-    if not name or not value or any(c in name for c in " \t\r\n") or "\n" in value \
+    if not _TOKEN.fullmatch(name) or not value or "\n" in value \
             or "\r" in value or len(name) > 128 or len(value) > 128:  # fmt: skip
         raise KubeloopError(f"'{text}' is not a header to route by",
                             "write NAME: VALUE, e.g. 'X-Kubeloop-Session: alice'")  # fmt: skip

@@ -141,3 +141,22 @@ def test_usage_mistakes_exit_2() -> None:
     assert result.exit_code == 2
     assert "ad hoc sync needs --selector and LOCAL:REMOTE pairs" in result.stderr
     assert invoke("cluster", "create", "--provider", "nope").exit_code == 2
+
+
+def test_errors_print_exactly_their_text_without_a_traceback() -> None:
+    """Brackets (a regex, a build stage, a port) are text, not Rich markup; an error
+    raised while the arguments are read is told like any other."""
+    result = invoke("bridge", "web", "--port", "x[0-9]", "--", "true")
+    assert result.exit_code == 1
+    assert "error: 'x[0-9]' is not PORT or PORT:LOCALPORT" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = invoke("bridge", "web", "-p", "8000", "--mode", "personal", "-H", "a[b]: c", "--",
+                    "true")  # fmt: skip
+    assert result.exit_code == 1 and "'a[b]: c' is not a header" in result.stderr
+
+
+def test_a_long_line_is_not_wrapped_in_a_log() -> None:
+    """Not a terminal (CI, a pipe): a message stays on one line, whatever its length."""
+    long = "x" * 300
+    result = invoke("bridge", "web", "--port", long, "--", "true")
+    assert f"error: '{long}' is not PORT or PORT:LOCALPORT\n" in result.stderr

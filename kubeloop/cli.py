@@ -207,7 +207,9 @@ CONFIG = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Path of kubeloop.yaml (default: found from the current folder up).",
 )
-ENV = click.option("--env", "environment", help="Environment from kubeloop.yaml (e.g. staging).")
+ENV_HELP = "Environment (profile) from kubeloop.yaml, e.g. staging."
+ENV = click.option("--env", "--profile", "-p", "environment", help=ENV_HELP)
+ENV_LONG = click.option("--env", "--profile", "environment", help=ENV_HELP)  # where -p is a port
 CLUSTER = click.option(
     "--cluster",
     help="kubeloop cluster name (default: the project's context, else the 'kubeloop' cluster).",
@@ -427,7 +429,7 @@ def sync(config_path: Path | None, environment: str | None, cluster: str | None,
     help="NAME=VALUE to set or override in its environment.",
 )
 @CONFIG
-@ENV
+@ENV_LONG
 @CLUSTER
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def bridge(workload: str | None, port: str | None, namespace: str | None,

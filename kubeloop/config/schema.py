@@ -140,6 +140,8 @@ class Environment(Strict):
     sync: list[SyncSpec] | None = None
     bridge: list[BridgeEntry] | None = None
     artifacts: list[Artifact] | None = None
+    deploy: DeploySettings | None = None
+    dev: DevSettings | None = None
     context: str | None = Field(None, description="kubeconfig context for this environment.")
 
 

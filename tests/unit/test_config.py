@@ -55,3 +55,22 @@ def test_json_schema_is_published() -> None:
     assert schema["title"] == "kubeloop.yaml"
     assert {"artifacts", "manifests", "portForward", "environments"} <= set(schema["properties"])
     assert "keepChanges" in schema["$defs"]["DevSettings"]["properties"]
+
+
+CI = """\
+  ci:
+    deploy: {timeout: 600}
+    dev: {cleanup: true}
+    sync: [{selector: {app: web}, src: app, dest: /srv}]
+    portForward: [{resource: deployment/web, port: 80, localPort: 8080}]
+deploy: {timeout: 60, prune: false}
+"""
+
+
+def test_environments_override_deploy_dev_sync_and_forwards() -> None:
+    ci = parse(GOOD + CI, Path("/p/kubeloop.yaml"), "ci").project
+    assert (ci.deploy.timeout, ci.deploy.prune, ci.dev.cleanup) == (600, False, True)
+    assert [s.dest for s in ci.sync] == ["/srv"]
+    assert ci.port_forward[0].local_port == 8080
+    with pytest.raises(ConfigError, match="unknown key"):
+        parse(GOOD + "  bad:\n    deploy: {timout: 1}\n", Path("/p/kubeloop.yaml"), "bad")

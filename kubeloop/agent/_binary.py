@@ -5,34 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import os
 import platform
 import shutil
 from pathlib import Path
 
+from kubeloop.agent._version import packaged_name, source_version, sources
 from kubeloop.errors import KubeloopError
 from kubeloop.images.registry import ImageConfig, manifest_exists, push_files
 from kubeloop.paths import cache_dir
 from kubeloop.proc import run
 
-SOURCE = Path(__file__).parent / "src"
 _build_lock: asyncio.Lock | None = None
-
-
-def _sources() -> list[Path]:
-    return sorted(p for p in SOURCE.iterdir()
-                  if p.name in ("go.mod", "go.sum") or (p.suffix == ".go"
-                                                        and not p.name.endswith("_test.go")))  # fmt: skip
+PACKAGED = Path(__file__).parent / "bin"  # prebuilt agents, in a wheel (see setup.py)
 
 
 @functools.cache
 def agent_version() -> str:
-    """The hash of the agent's sources: an edited agent is rebuilt and re-pushed."""
-    digest = hashlib.sha256()
-    for path in _sources():
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:12]
+    return source_version()
 
 
 def go_arch(machine: str | None = None) -> str:
@@ -45,6 +35,9 @@ async def agent_binary(arch: str | None = None) -> Path:
     does not hold this version yet."""
     global _build_lock
     arch = arch or go_arch()
+    packaged = PACKAGED / packaged_name(agent_version(), arch)
+    if packaged.is_file():  # an installed wheel: no Go needed
+        return packaged
     target = cache_dir() / "agent" / f"{agent_version()}-{arch}" / "kubeloop-agent"
     if target.exists():
         return target
@@ -58,12 +51,14 @@ async def agent_binary(arch: str | None = None) -> Path:
 async def _build(arch: str, target: Path) -> None:
     go = shutil.which("go")
     if go is None:
-        raise KubeloopError("kubeloop's agent must be built once, but Go is not installed",
-                            "install Go 1.24 or newer (https://go.dev/dl)")  # fmt: skip
+        raise KubeloopError(f"kubeloop's agent for linux/{arch} must be built once, but Go "
+                            "is not installed",
+                            "install kubeloop from its wheel (it carries the agents for "
+                            "amd64 and arm64), or install Go 1.24 or newer")  # fmt: skip
     work = target.parent / "src"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    for path in _sources():
+    for path in sources():
         shutil.copy(path, work / path.name)
     # Pinned: the pod's platform, not the developer's (a Mac builds a Linux agent).
     env = {**os.environ, "CGO_ENABLED": "0", "GOOS": "linux", "GOARCH": arch,

@@ -248,7 +248,7 @@ def test_the_agent_passes_its_own_tests_and_fuzzer() -> None:
     runs it longer by hand."""
     import subprocess
 
-    from kubeloop.agent._binary import SOURCE
+    from kubeloop.agent._version import SOURCE
 
     env = {**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod"}
     result = subprocess.run(["go", "test", "-count=1", "./..."], cwd=SOURCE, env=env,

@@ -327,20 +327,16 @@ def delete(config_path: Path | None, environment: str | None, cluster: str | Non
     help="Leave dev mode's change to the workloads (process supervisor) in place when dev "
     "stops (default: dev.keepChanges; otherwise it is undone).",
 )
+@click.option("--verbose", "-v", is_flag=True,
+              help="Print the start-up's timeline: where each phase began and ended.")  # fmt: skip
 def dev(config_path: Path | None, environment: str | None, cluster: str | None,
-        cleanup: bool | None, keep: bool | None) -> None:  # fmt: skip
+        cleanup: bool | None, keep: bool | None, verbose: bool) -> None:  # fmt: skip
     """Build, deploy, then watch: rebuild and redeploy what changes, with port-forwards
     and merged logs. Ctrl-C stops."""
-    from kubeloop.devloop.dev import DevLoop
+    from kubeloop.devloop.dev import run_dev
 
-    async def action(session: Session) -> None:
-        if cleanup is not None:
-            session.config.project.dev.cleanup = cleanup
-        if keep is not None:
-            session.config.project.dev.keep_changes = keep
-        await DevLoop(session).run()
-
-    _run(_with_session(config_path, environment, cluster, action))
+    _run(run_dev(config_path, environment, cluster, cleanup=cleanup, keep=keep,
+                 verbose=verbose))  # fmt: skip
 
 
 @main.command()

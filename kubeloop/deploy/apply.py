@@ -17,6 +17,8 @@ from kubeloop.core import MANAGED_BY, PROJECT_LABEL, Obj
 from kubeloop.deploy import inventory
 from kubeloop.deploy.inventory import ADOPTED, Entry, Ref, is_ours, ref_of, was_adopted
 from kubeloop.deploy.rollout import wait_rollout
+from kubeloop.deploy.tasks import all_of
+from kubeloop.deploy.timeline import Timeline
 from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube, KubeError
 
@@ -40,6 +42,9 @@ def _rank(obj: Obj) -> int:
 
 
 async def _fill_namespaces(kube: Kube, objects: list[Obj], namespace: str) -> None:
+    # One discovery request per kind at once (the client caches them per group version).
+    kinds = {(obj["apiVersion"], obj["kind"]) for obj in objects}
+    await all_of(*(kube._resource(api_version, kind) for api_version, kind in kinds))
     for obj in objects:
         _, namespaced = await kube._resource(obj["apiVersion"], obj["kind"])
         meta = obj.setdefault("metadata", {})
@@ -77,6 +82,24 @@ async def _survey(kube: Kube, obj: Obj, project: str) -> Entry:
     return Entry(ref, adopted=was_adopted(live) or not is_ours(live, project))
 
 
+async def _namespace_then_survey(kube: Kube, objects: list[Obj], namespace: str,
+                                 project: str) -> list[Entry]:  # fmt: skip
+    """The project's namespace made, then the Namespace objects read: one that
+    ensure_namespace just made counts as existing, as when this ran first."""
+    await ensure_namespace(kube, namespace)
+    namespaces = [o for o in objects if o.get("kind") == "Namespace"]
+    return list(await all_of(*(_survey(kube, o, project) for o in namespaces)))
+
+
+async def _fill_then_survey(kube: Kube, objects: list[Obj], namespace: str,
+                            project: str) -> list[Entry]:  # fmt: skip
+    """Every other object read (concurrently with making the namespace: a GET in a
+    namespace that does not exist yet finds nothing, as it should)."""
+    await _fill_namespaces(kube, objects, namespace)
+    others = [o for o in objects if o.get("kind") != "Namespace"]
+    return list(await all_of(*(_survey(kube, o, project) for o in others)))
+
+
 async def deploy(
     kube: Kube,
     objects: list[Obj],
@@ -87,17 +110,22 @@ async def deploy(
     timeout: float = 120,
     wait: bool = True,
     on_progress: Callable[[str], None] = lambda _: None,
+    timeline: Timeline | None = None,
 ) -> DeployResult:
     """Server-side apply ``objects`` for ``project`` into ``namespace`` (created if
     missing), record them in the inventory, prune what left the render, and with ``wait``
     wait for the rollout."""
-    await ensure_namespace(kube, namespace)
-    await _fill_namespaces(kube, objects, namespace)
+    timeline = timeline or Timeline()
+    with timeline.phase("apply: namespace, inventory and live objects read"):
+        namespaces, read, others = await all_of(
+            _namespace_then_survey(kube, objects, namespace, project),
+            inventory.read(kube, project, namespace),
+            _fill_then_survey(kube, objects, namespace, project),
+        )
     result = DeployResult()
-    previous = {e.ref: e for e in await inventory.read(kube, project, namespace)}
-    surveyed = await asyncio.gather(*(_survey(kube, o, project) for o in objects))
+    previous: dict[Ref, Entry] = {e.ref: e for e in read}
     current: dict[Ref, Entry] = {}
-    for entry in surveyed:
+    for entry in [*namespaces, *others]:
         known = previous.get(entry.ref)
         current[entry.ref] = known.merged(entry) if known else entry
         if current[entry.ref].adopted and not (known and known.adopted):
@@ -105,20 +133,24 @@ async def deploy(
     # Record the union before anything changes: an adoption must be on record before the
     # apply puts our labels on the object, and an interrupted prune must not forget what
     # is still there. The object itself carries its adoption from the apply on.
-    await inventory.write(kube, project, namespace, list({**previous, **current}.values()))
+    union = {**previous, **current}
+    if union != previous:  # an unchanged record is not written again (start-up time)
+        await inventory.write(kube, project, namespace, list(union.values()))
     for obj in objects:
         if current[ref_of(obj)].adopted:
             annotations = obj["metadata"].get("annotations") or {}
             obj["metadata"]["annotations"] = {**annotations, ADOPTED: project}
-    for rank in sorted({_rank(o) for o in objects}):
-        batch = [o for o in objects if _rank(o) == rank]
-        await asyncio.gather(*(kube.apply(o) for o in batch))
-        result.applied += [ref_of(o) for o in batch]
+    with timeline.phase("apply: server-side apply"):
+        for rank in sorted({_rank(o) for o in objects}):
+            batch = [o for o in objects if _rank(o) == rank]
+            await asyncio.gather(*(kube.apply(o) for o in batch))
+            result.applied += [ref_of(o) for o in batch]
     if prune:
         gone = [e for ref, e in previous.items() if ref not in current]
         result.pruned, kept = await _remove(kube, gone, project)
         result.kept += kept
-    await inventory.write(kube, project, namespace, list(current.values()))
+    if current != union:
+        await inventory.write(kube, project, namespace, list(current.values()))
     if wait:
         await wait_rollout(kube, objects, timeout, on_progress)
     return result

@@ -144,6 +144,54 @@ async def has_ready_endpoint(kube: Kube, namespace: str, service: str) -> bool:
     )
 
 
+REVISION = "deployment.kubernetes.io/revision"
+
+
+def _controller(obj: Obj) -> Obj | None:
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return next((ref for ref in refs if ref.get("controller")), None)
+
+
+def _revision(obj: Obj) -> str | None:
+    return (obj["metadata"].get("annotations") or {}).get(REVISION)
+
+
+def _observed(workload: Obj) -> bool:
+    """Whether the workload's controller has acted on its latest spec."""
+    generation = workload["metadata"].get("generation", 0)
+    return bool((workload.get("status") or {}).get("observedGeneration", 0) >= generation)
+
+
+async def pod_is_current(kube: Kube, pod: Obj) -> bool:
+    """Whether the pod runs its workload's latest pod template. Right after an apply that
+    changed the template, the old pods are still Ready until new ones replace them: a
+    port-forward opened on one would serve the old version (a stale pod)."""
+    owner = _controller(pod)
+    ns = pod["metadata"]["namespace"]
+    labels = pod["metadata"].get("labels") or {}
+    if owner is None:
+        return True  # a bare pod is its own latest version
+    if owner["kind"] == "ReplicaSet":
+        replicaset = await kube.get(f"/apis/apps/v1/namespaces/{ns}/replicasets/{owner['name']}")
+        parent = _controller(replicaset) if replicaset else None
+        if replicaset is None or parent is None or parent["kind"] != "Deployment":
+            return replicaset is not None
+        deployment = await kube.get(f"/apis/apps/v1/namespaces/{ns}/deployments/{parent['name']}")
+        return (deployment is not None and _observed(deployment)
+                and _revision(replicaset) == _revision(deployment))  # fmt: skip
+    plural = {"StatefulSet": "statefulsets", "DaemonSet": "daemonsets"}.get(owner["kind"])
+    if plural is None:
+        return True  # a Job's or another controller's pod: no template revision to compare
+    workload = await kube.get(f"/apis/apps/v1/namespaces/{ns}/{plural}/{owner['name']}")
+    if workload is None or not _observed(workload):
+        return False
+    if owner["kind"] == "StatefulSet":
+        return bool(
+            labels.get("controller-revision-hash") == workload["status"].get("updateRevision")
+        )
+    return labels.get("pod-template-generation") == str(workload["metadata"].get("generation"))
+
+
 def _just_crashed(pod: Obj, within: float = 30) -> bool:
     """A container that failed a moment ago and was started again: counted ready while it
     runs (no probe), it is not rolled out, and its next crash is explained."""

@@ -15,10 +15,11 @@ from watchfiles import awatch
 
 from kubeloop import ui
 from kubeloop.config import load
+from kubeloop.core import Obj
 from kubeloop.deploy.apply import ensure_namespace
 from kubeloop.devloop.logs import LogStreamer, Printer, rich_printer
 from kubeloop.devloop.portforward import Forwarder
-from kubeloop.devloop.session import Session
+from kubeloop.devloop.session import Session, Timings
 from kubeloop.errors import KubeloopError
 from kubeloop.guard import Guard
 from kubeloop.sync.attach import ensure_agent_image
@@ -53,6 +54,7 @@ class DevLoop:
     forwarders: list[Forwarder] = field(default_factory=list)
     syncers: list[Any] = field(default_factory=list)
     guard: Guard | None = None
+    rolled_out: asyncio.Event = field(default_factory=asyncio.Event)
 
     def affected(self, paths: set[str]) -> tuple[set[str], bool]:
         """(artifacts whose context holds a changed file, whether manifests changed)."""
@@ -96,26 +98,10 @@ class DevLoop:
         return iteration
 
     async def run(self, stop: asyncio.Event | None = None) -> None:
-        session = self.session
-        project = session.config.project
         stop = stop or asyncio.Event()
         tasks: list[asyncio.Task[Any]] = []
         try:
-            self.guard = await self._start_guard()
-            if self.guard is not None:
-                tasks.append(asyncio.create_task(self.guard.keep_alive()))
-            await session.deploy(dev_mode=True)  # inside: a stop during it still undoes it
-            self.syncers = session.syncers(ui.info)
-            tasks.append(asyncio.create_task(LogStreamer(session.kube, session.namespace,
-                                                         project.name, self.printer).run()))  # fmt: skip
-            for spec in project.port_forward:
-                forwarder = Forwarder(spec, session.namespace, session.kube,
-                                      session.cluster.kubeconfig, session.cluster.context,
-                                      ui.info)  # fmt: skip
-                self.forwarders.append(forwarder)
-                tasks.append(asyncio.create_task(forwarder.run()))
-            tasks += [asyncio.create_task(syncer.run(stop)) for syncer in self.syncers]
-            tasks += [asyncio.create_task(self._bridge(b)) for b in session.bridges(ui.info)]
+            await self._start(stop, tasks)
             await self._watch(stop)
         finally:
             for task in tasks:
@@ -124,6 +110,68 @@ class DevLoop:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             await self._finish()
+
+    async def _start(self, stop: asyncio.Event, tasks: list[asyncio.Task[Any]]) -> None:
+        """The start-up, with what does not depend on each other at once: the guard with
+        the build and render; once applied, port-forwards (each opens on the first ready
+        pod of the new version), logs, and sync (attached as soon as a pod is ready)
+        while the rest rolls out, Services get endpoints and kube-proxy routes them."""
+        session = self.session
+        objects, timings = await self._prepare_with_guard(tasks)
+        with ui.step(f"deploying {session.config.project.name} to {session.namespace}") as step:
+            await session.apply(objects, timings)  # a stop from here on still undoes it
+            self.syncers = session.syncers(ui.info)
+            tasks.append(asyncio.create_task(LogStreamer(
+                session.kube, session.namespace, session.config.project.name, self.printer
+            ).run()))  # fmt: skip
+            tasks += [asyncio.create_task(f.run()) for f in self._forwarders()]
+            tasks.append(asyncio.create_task(self._sync_when_ready(stop, tasks)))
+            await session.wait(objects, timings, step.detail)
+        session.timeline.mark("rolled out")
+        self.rolled_out.set()
+        tasks += [asyncio.create_task(self._bridge(b)) for b in session.bridges(ui.info)]
+
+    async def _prepare_with_guard(
+        self, tasks: list[asyncio.Task[Any]]
+    ) -> tuple[list[Obj], Timings]:
+        """Build and render while the guard starts; nothing is applied before it runs."""
+        guard = asyncio.create_task(self._start_guard())
+        try:
+            prepared = await self.session.prepare(dev_mode=True)
+        finally:
+            # Even when the build fails: a guard that started is ended by _finish.
+            self.guard = await guard
+            if self.guard is not None:
+                tasks.append(asyncio.create_task(self.guard.keep_alive()))
+        return prepared
+
+    def _forwarders(self) -> list[Forwarder]:
+        session = self.session
+
+        def event(text: str) -> None:
+            ui.info(text)
+            session.timeline.mark(text)
+
+        for spec in session.config.project.port_forward:
+            self.forwarders.append(Forwarder(spec, session.namespace, session.kube,
+                                             session.cluster.kubeconfig,
+                                             session.cluster.context, event))  # fmt: skip
+        return self.forwarders
+
+    async def _sync_when_ready(self, stop: asyncio.Event, tasks: list[asyncio.Task[Any]]) -> None:
+        """Attach sync once a port-forward has a ready pod (or, without forwards, once
+        rolled out): attaching earlier adds the agent's container to pods still starting,
+        which slows their start, or to old pods about to go."""
+        ready = [asyncio.create_task(f.ready.wait()) for f in self.forwarders]
+        try:
+            if ready:
+                await asyncio.wait(ready, return_when=asyncio.FIRST_COMPLETED)
+            else:
+                await self.rolled_out.wait()
+        finally:
+            for waiter in ready:
+                waiter.cancel()
+        tasks += [asyncio.create_task(syncer.run(stop)) for syncer in self.syncers]
 
     async def _bridge(self, bridge: Bridge) -> None:
         """A ``bridge:`` entry for as long as dev runs; its command ending or failing is
@@ -180,3 +228,27 @@ class DevLoop:
                 ui.info(f"restored {name} (dev mode's change undone; keep it with --keep)")
         if self.guard is not None:
             await self.guard.end()
+
+
+async def run_dev(config_path: Path | None, environment: str | None, cluster: str | None, *,
+                  cleanup: bool | None = None, keep: bool | None = None,
+                  verbose: bool = False) -> None:  # fmt: skip
+    """``kubeloop dev``: open the session, run the loop until stopped, close. With
+    ``verbose``, the start-up's timeline is printed as it happens."""
+    from kubeloop.deploy.timeline import Timeline
+    from kubeloop.devloop.session import open_session
+
+    def show(line: str) -> None:
+        ui.console().print(f"[dim]timeline[/dim] {line}", soft_wrap=True)
+
+    timeline = Timeline(show if verbose else None)
+    timeline.mark("python started, kubeloop imported")
+    session = await open_session(config_path, environment, cluster, timeline=timeline)
+    try:
+        if cleanup is not None:
+            session.config.project.dev.cleanup = cleanup
+        if keep is not None:
+            session.config.project.dev.keep_changes = keep
+        await DevLoop(session).run()
+    finally:
+        await session.close()

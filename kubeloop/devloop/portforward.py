@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable
 
 from kubeloop.config import PortForward
 from kubeloop.core import Obj, kubectl_command
+from kubeloop.deploy.rollout import pod_is_current
 from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube, label_selector
 from kubeloop.kube.client import pod_is_ready
 from kubeloop.proc import spawn_tethered
+
+# Seconds to wait before listing again when a pod watch cannot be used.
+FIRST_POLL = 0.05
 
 
 def _container_port(pod: Obj, target: int | str) -> int:
@@ -47,6 +52,7 @@ class Forwarder:
         self.ready = asyncio.Event()
         self.current_pod: str | None = None
         self.moves = 0
+        self._listed: tuple[str, str, str] | None = None  # (key, selector, resourceVersion)
 
     async def _selector_and_target(self) -> tuple[str, int | str]:
         kind, _, name = self.spec.resource.partition("/")
@@ -77,16 +83,42 @@ class Forwarder:
         return label_selector(selector), target
 
     async def pick_pod(self) -> tuple[str, int] | None:
+        """A ready pod of the latest pod template, the newest first. Before this forward
+        first opened, only such a pod will do: right after dev's apply the old version's
+        pods are still ready, and a first request must never reach one. Later (say, a
+        rollout that fails) a ready pod of the old version is better than none."""
         selector, target = await self._selector_and_target()
         key = "fieldSelector" if selector.startswith("metadata.name=") else "labelSelector"
         pods = await self.kube.request("GET", f"/api/v1/namespaces/{self.namespace}/pods",
                                        params={key: selector})  # fmt: skip
-        ready = [p for p in pods.get("items", []) if _usable(p)]
-        if not ready:
+        self._listed = (key, selector, str((pods.get("metadata") or {}).get("resourceVersion")))
+        ready = sorted((p for p in pods.get("items", []) if _usable(p)),
+                       key=lambda p: p["metadata"]["creationTimestamp"], reverse=True)  # fmt: skip
+        for pod in ready:
+            if await pod_is_current(self.kube, pod):
+                return pod["metadata"]["name"], _container_port(pod, target)
+        if not ready or self.current_pod is None:
             return None
-        # The newest ready pod: after a rollout, that is the new version.
-        newest = max(ready, key=lambda p: p["metadata"]["creationTimestamp"])
-        return newest["metadata"]["name"], _container_port(newest, target)
+        return ready[0]["metadata"]["name"], _container_port(ready[0], target)
+
+    async def _pod_change(self, timeout: float) -> None:
+        """Until a pod the forward selects becomes usable (a watch from the last listing)
+        or ``timeout`` passes: a poll would add its interval to every start."""
+        if self._listed is None:
+            await asyncio.sleep(FIRST_POLL)
+            return
+        key, selector, version = self._listed
+        params = {key: selector, "watch": "true", "resourceVersion": version}
+        path = f"/api/v1/namespaces/{self.namespace}/pods"
+        with contextlib.suppress(TimeoutError, KubeloopError, OSError, ValueError):
+            async with asyncio.timeout(timeout):
+                async for line in self.kube.stream_lines(path, params):
+                    event = json.loads(line)
+                    if event.get("type") == "ERROR":  # e.g. the version expired: list again
+                        await asyncio.sleep(FIRST_POLL)
+                        return
+                    if _usable(event.get("object") or {}):
+                        return
 
     async def _still_good(self, pod: str) -> bool:
         found = await self.kube.get(f"/api/v1/namespaces/{self.namespace}/pods/{pod}")
@@ -100,7 +132,10 @@ class Forwarder:
                 self.on_event(f"port-forward {self.spec.resource}: {exc.message}")
                 picked = None
             if picked is None:
-                await asyncio.sleep(interval * 2)
+                if self.current_pod:
+                    await asyncio.sleep(interval * 2)
+                else:  # the start-up's wait: at once when a pod changes
+                    await self._pod_change(timeout=1.0)
                 continue
             pod, port = picked
             process = await spawn_tethered(

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
 from kubeloop import ui
 from kubeloop.build.artifacts import build_all, reference_of
 from kubeloop.cluster import (
@@ -17,9 +19,11 @@ from kubeloop.cluster import (
     routes_services_on_host,
     wait_services_routed,
 )
-from kubeloop.config import LoadedConfig, load
+from kubeloop.config import LoadedConfig, SyncSpec, load
 from kubeloop.core import Obj
 from kubeloop.deploy import delete_project, deploy, has_ready_endpoint, wait_rollout
+from kubeloop.deploy.tasks import all_of
+from kubeloop.deploy.timeline import Timeline
 from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube, label_selector
 from kubeloop.paths import default_kubeconfig
@@ -48,6 +52,8 @@ class Session:
     kube: Kube
     last_built: dict[str, str] = field(default_factory=dict)
     dev_changed: set[str] = field(default_factory=set)  # workloads dev mode wrapped, kind/name
+    timeline: Timeline = field(default_factory=Timeline)  # silent unless `dev -v` gives one
+    supervised: dict[str, str | None] = field(default_factory=dict)  # see _supervised_image
 
     @property
     def registry(self) -> str:
@@ -67,7 +73,8 @@ class Session:
 
         timings = Timings()
         started = time.monotonic()
-        results = await build_all(self.config, self.registry, only, on_line)
+        with self.timeline.phase("build: content tags, registry check, builds"):
+            results = await build_all(self.config, self.registry, only, on_line)
         for built in results:
             self.last_built[built.artifact.image] = built.result.image
             if built.result.built:
@@ -101,14 +108,41 @@ class Session:
                        BridgeSpec.from_config(entry, self.namespace, self.config.root), on_event)
                 for entry in self.config.project.bridge]  # fmt: skip
 
-    async def _dev_mode(self, objects: list[Obj]) -> None:
-        specs = [s for s in self.config.project.sync if s.restart != "none"]
-        if not specs:
-            return
+    def _restart_specs(self) -> list[SyncSpec]:
+        return [s for s in self.config.project.sync if s.restart != "none"]
 
-        agent = await ensure_agent_image(self.cluster)
-        changed = await inject_supervisor(objects, specs, agent, self.registry, on_skip=ui.warn)
+    async def _agent_image(self) -> str | None:
+        """The agent image dev mode's init container would use, when dev mode applies."""
+        if not self._restart_specs():
+            return None
+        with self.timeline.phase("dev mode: agent image check"):
+            return await ensure_agent_image(self.cluster)
+
+    async def _dev_mode(self, objects: list[Obj], agent: str | None) -> None:
+        specs = self._restart_specs()
+        if not specs or agent is None:
+            return
+        with self.timeline.phase("dev mode: supervisor wrapped in"):
+            changed = await inject_supervisor(objects, specs, agent, self.registry,
+                                              on_skip=ui.warn,
+                                              supervised=self._supervised_image)  # fmt: skip
         self.dev_changed.update(changed)
+
+    async def _supervised_image(self, image: str) -> str | None:
+        """The app image with the supervisor inside (see devimage.py), for images kubeloop
+        built; None (the init container instead) for others or when it cannot be made."""
+        from kubeloop.devloop.devimage import with_supervisor
+
+        if image not in self.last_built.values():
+            return None
+        if image not in self.supervised:
+            try:
+                self.supervised[image] = await with_supervisor(image)
+            except (KubeloopError, httpx.HTTPError) as exc:
+                ui.warn(f"dev mode: no image with the supervisor for {image} ({exc}); "
+                        "an init container copies it in instead (slower start)")  # fmt: skip
+                self.supervised[image] = None
+        return self.supervised[image]
 
     async def undo_dev_mode(self) -> list[str]:
         """Put back the workloads this session's dev mode changed (from the originals
@@ -123,34 +157,55 @@ class Session:
 
     async def deploy(self, wait: bool = True, quiet: bool = False,
                      only: set[str] | None = None, dev_mode: bool = False) -> Timings:  # fmt: skip
+        objects, timings = await self.prepare(quiet, only, dev_mode)
+        with ui.step(f"deploying {self.config.project.name} to {self.namespace}", quiet) as step:
+            await self.apply(objects, timings)
+            if wait:
+                await self.wait(objects, timings, step.detail)
+        return timings
 
+    async def prepare(self, quiet: bool = False, only: set[str] | None = None,
+                      dev_mode: bool = False) -> tuple[list[Obj], Timings]:  # fmt: skip
+        """Build what changed and render (with dev mode's change): the objects to apply."""
         with ui.step(f"building {self.config.project.name}", quiet) as building:
-            timings = await self.build(
-                only, lambda image, line: building.detail(f"{image}: {line}")
+            # The agent image check does not depend on the build: both at once.
+            timings, agent = await all_of(
+                self.build(only, lambda image, line: building.detail(f"{image}: {line}")),
+                self._agent_image() if dev_mode else _nothing(),
             )
         started = time.monotonic()
-        objects = await self.render()
+        with self.timeline.phase("render"):
+            objects = await self.render()
         if dev_mode:
-            await self._dev_mode(objects)
+            await self._dev_mode(objects, agent)
         timings.render = time.monotonic() - started
+        return objects, timings
+
+    async def apply(self, objects: list[Obj], timings: Timings) -> None:
+        """Server-side apply and prune, without waiting for the rollout."""
         started = time.monotonic()
-        with ui.step(f"deploying {self.config.project.name} to {self.namespace}", quiet) as step:
+        with self.timeline.phase("apply"):
             result = await deploy(self.kube, objects, self.config.project.name, self.namespace,
                                   prune=self.config.project.deploy.prune,
-                                  timeout=self.config.project.deploy.timeout, wait=False)  # fmt: skip
-            for ref in result.adopted:
-                ui.warn(f"{ref} existed before kubeloop: adopted (applied, but prune and "
-                        "delete will leave it)")  # fmt: skip
-            for ref, why in result.kept:
-                ui.info(f"left {ref} in place: {why}")
-            timings.apply = time.monotonic() - started
-            if wait:
-                started = time.monotonic()
-                await wait_rollout(self.kube, objects, self.config.project.deploy.timeout,
-                                   step.detail)  # fmt: skip
-                await self._wait_services_routed(objects, step.detail)
-                timings.rollout = time.monotonic() - started
-        return timings
+                                  timeout=self.config.project.deploy.timeout, wait=False,
+                                  timeline=self.timeline)  # fmt: skip
+        for ref in result.adopted:
+            ui.warn(f"{ref} existed before kubeloop: adopted (applied, but prune and "
+                    "delete will leave it)")  # fmt: skip
+        for ref, why in result.kept:
+            ui.info(f"left {ref} in place: {why}")
+        timings.apply = time.monotonic() - started
+
+    async def wait(self, objects: list[Obj], timings: Timings,
+                   on_wait: Callable[[str], None] = lambda _: None) -> None:  # fmt: skip
+        """Until every workload is rolled out, its Services have endpoints and, on a
+        native cluster, kube-proxy routes them from the host; a failing pod is explained."""
+        started = time.monotonic()
+        with self.timeline.phase("rollout: every pod ready, Services with endpoints"):
+            await wait_rollout(self.kube, objects, self.config.project.deploy.timeout, on_wait)
+        with self.timeline.phase("rollout: kube-proxy routes the Services"):
+            await self._wait_services_routed(objects, on_wait)
+        timings.rollout = time.monotonic() - started
 
     async def _wait_services_routed(
         self, objects: list[Obj], on_wait: Callable[[str], None]
@@ -201,11 +256,19 @@ def _cluster_for(config: LoadedConfig, cluster_name: str | None) -> ClusterInfo:
 
 
 async def open_session(config_path: Path | None = None, environment: str | None = None,
-                       cluster: str | None = None) -> Session:  # fmt: skip
+                       cluster: str | None = None,
+                       timeline: Timeline | None = None) -> Session:  # fmt: skip
     """Load the project's config (default: found from the current folder up, with
     ``environment`` applied) and connect to its cluster (``cluster`` by name, else the
     config's context, else the ``kubeloop`` cluster); close the session when done."""
-    config = load(config_path, environment)
-    info = _cluster_for(config, cluster)
-    kube = await Kube.connect(info.kubeconfig, info.context)
-    return Session(config, info, kube)
+    timeline = timeline or Timeline()
+    with timeline.phase("load the config"):
+        config = load(config_path, environment)
+        info = _cluster_for(config, cluster)
+    with timeline.phase("connect to the API server"):
+        kube = await Kube.connect(info.kubeconfig, info.context)
+    return Session(config, info, kube, timeline=timeline)
+
+
+async def _nothing() -> None:
+    return None

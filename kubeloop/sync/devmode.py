@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from kubeloop.config import SyncSpec
@@ -33,6 +34,9 @@ ORIGINAL = "kubeloop.dev/original-template"
 TOOLS = "/kubeloop"
 AGENT = f"{TOOLS}/kubeloop-agent"
 
+
+# An image holding the agent at AGENT for a container's image, or None (see inject_supervisor).
+Supervised = Callable[[str], Awaitable[str | None]]
 
 # Workloads whose pods dev mode may wrap, by their API path (see the module's docstring).
 SUPERVISED_KINDS = {"Deployment": "deployments", "StatefulSet": "statefulsets",
@@ -64,8 +68,13 @@ async def original_command(container: Obj, registry: str) -> list[str]:
 
 
 async def inject_supervisor(objects: list[Obj], specs: list[SyncSpec], agent_image: str,
-                            registry: str, on_skip: Any = lambda _: None) -> list[str]:  # fmt: skip
-    """Wrap the containers that restarting sync rules target; return what was changed."""
+                            registry: str, on_skip: Any = lambda _: None,
+                            supervised: Supervised | None = None) -> list[str]:  # fmt: skip
+    """Wrap the containers that restarting sync rules target; return what was changed.
+
+    ``supervised(image)``, when given, may return an image that already holds the agent at
+    AGENT (kubeloop.devloop.devimage): that container runs it with no init container,
+    which the kubelet would make the app wait for (see there)."""
     changed = []
     for obj in objects:
         template = pod_template(obj)
@@ -96,6 +105,11 @@ async def inject_supervisor(objects: list[Obj], specs: list[SyncSpec], agent_ima
             command = await original_command(target, registry)
             target["command"] = [AGENT, "supervise", "--", *command]
             target.pop("args", None)
+            derived = await supervised(target["image"]) if supervised else None
+            if derived:
+                target["image"] = derived
+                changed.append(f"{obj['kind'].lower()}/{obj['metadata']['name']}")
+                continue
             target.setdefault("volumeMounts", []).append(
                 {"name": "kubeloop-tools", "mountPath": TOOLS}
             )

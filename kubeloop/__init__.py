@@ -56,13 +56,15 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "SyncRule": ("kubeloop.sync", "SyncRule"),
     "Bridge": ("kubeloop.bridge", "Bridge"),
     "BridgeSpec": ("kubeloop.bridge", "BridgeSpec"),
+    "Debugger": ("kubeloop.debug", "Debugger"),
+    "DebugSpec": ("kubeloop.debug", "DebugSpec"),
     # errors
     "KubeloopError": ("kubeloop.errors", "KubeloopError"),
     "PreflightError": ("kubeloop.errors", "PreflightError"),
 }
 # Subpackages reachable as attributes without importing them first (kubeloop.deploy...).
-_SUBPACKAGES = frozenset({"agent", "bridge", "build", "cluster", "config", "deploy", "devloop",
-                          "images", "kube", "render", "sync"})  # fmt: skip
+_SUBPACKAGES = frozenset({"agent", "bridge", "build", "cluster", "config", "debug", "deploy",
+                          "devloop", "images", "kube", "render", "sync"})  # fmt: skip
 
 # Everything in _EXPORTS, and the version (a unit test keeps the two in step).
 __all__ = [
@@ -72,6 +74,8 @@ __all__ = [
     "ClusterInfo",
     "ClusterStatus",
     "ConfigError",
+    "DebugSpec",
+    "Debugger",
     "DevLoop",
     "Kube",
     "KubeError",

@@ -558,6 +558,51 @@ def config_check(config_path: Path | None, environment: str | None) -> None:
     click.echo(f"{loaded.path}: valid ({len(loaded.project.artifacts)} artifacts)")
 
 
+@main.command()
+@click.argument("workload")
+@click.option("--namespace", "-n", default="default", help="Default: default.")
+@click.option("--container", "-c", help="Default: the pod's first container.")
+@click.option("--port", "local_port", type=int, default=5678, show_default=True,
+              help="Local port the IDE attaches to (0: any free one).")  # fmt: skip
+@click.option(
+    "--map",
+    "mappings",
+    multiple=True,
+    help="LOCAL:REMOTE source folders for the IDE's pathMappings (repeat).",
+)
+@CLUSTER
+def debug(workload: str, namespace: str, container: str | None, local_port: int,
+          mappings: tuple[str, ...], cluster: str | None) -> None:  # fmt: skip
+    """Debug WORKLOAD's Python process where it runs: debugpy is brought into the
+    container (no rebuild), the app restarts under it in place, and its port is forwarded
+    here for your IDE (a VS Code launch.json entry is printed). Ctrl-C removes it again.
+    The container must run under kubeloop's supervisor ('kubeloop dev' with a sync rule
+    'restart: process')."""
+    from kubeloop.debug import Debugger, DebugSpec
+    from kubeloop.ui import plain
+
+    pairs = []
+    for mapping in mappings:
+        local, sep, remote = mapping.rpartition(":")
+        if not sep or not local or not remote.startswith("/"):
+            raise click.UsageError(f"--map {mapping!r} is not LOCAL:/container/path")
+        pairs.append((str(Path(local).resolve()), remote))
+    spec = DebugSpec(workload, namespace, container, local_port, mappings=pairs)
+
+    async def action() -> None:
+        from kubeloop.cluster import get_cluster
+        from kubeloop.kube import Kube
+
+        info_ = get_cluster(cluster or "kubeloop")
+        kube = await Kube.connect(info_.kubeconfig, info_.context)
+        try:
+            await Debugger(kube, info_, spec, on_event=plain).run()
+        finally:
+            await kube.close()
+
+    _run(action())
+
+
 def _guard(call: Callable[[], T]) -> T:
     async def wrapper() -> Any:
         return call()

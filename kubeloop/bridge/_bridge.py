@@ -56,16 +56,13 @@ from kubeloop.cluster import ClusterInfo
 from kubeloop.config import BridgeEntry
 from kubeloop.core import Obj
 from kubeloop.errors import KubeloopError
-from kubeloop.kube import Kube, label_selector
+from kubeloop.kube import Kube
+from kubeloop.kube.workloads import find_workload, running_pods
 from kubeloop.paths import cache_dir
 
 HEARTBEAT = 2.0
 MODES = ("steal", "personal", "swap")
 SESSION_HEADER = "X-Kubeloop-Session"
-KINDS = {"deployment": ("apps/v1", "deployments"), "deploy": ("apps/v1", "deployments"),
-         "statefulset": ("apps/v1", "statefulsets"), "sts": ("apps/v1", "statefulsets"),
-         "daemonset": ("apps/v1", "daemonsets"), "replicaset": ("apps/v1", "replicasets"),
-         "pod": ("v1", "pods")}  # fmt: skip
 
 
 @dataclass
@@ -130,31 +127,10 @@ class Bridge:
     # --- the workload ------------------------------------------------------------------
 
     async def _workload(self) -> Obj:
-        kind, _, name = self.spec.workload.rpartition("/")
-        kind = (kind or "deployment").lower()
-        if kind not in KINDS:
-            raise KubeloopError(f"cannot bridge a {kind}",
-                                "name a deployment, statefulset, daemonset, replicaset or pod")  # fmt: skip
-        version, plural = KINDS[kind]
-        prefix = "/api/v1" if version == "v1" else f"/apis/{version}"
-        found = await self.kube.get(f"{prefix}/namespaces/{self.spec.namespace}/{plural}/{name}")
-        if found is None:
-            raise KubeloopError(f"{kind} {name} not found in namespace {self.spec.namespace}",
-                                "check the name (kubectl get all -n NAMESPACE)")  # fmt: skip
-        return found
+        return await find_workload(self.kube, self.spec.namespace, self.spec.workload)
 
     async def _pods(self, workload: Obj) -> list[Obj]:
-        if workload.get("kind") == "Pod":
-            candidates = [workload]
-        else:
-            labels = (workload["spec"].get("selector") or {}).get("matchLabels") or {}
-            listing = await self.kube.request(
-                "GET", f"/api/v1/namespaces/{self.spec.namespace}/pods",
-                params={"labelSelector": label_selector(labels)},
-            )  # fmt: skip
-            candidates = listing.get("items", [])
-        return [p for p in candidates if (p.get("status") or {}).get("phase") == "Running"
-                and not p["metadata"].get("deletionTimestamp")]  # fmt: skip
+        return await running_pods(self.kube, self.spec.namespace, workload)
 
     def _container(self, pod: Obj) -> Obj:
         containers = pod["spec"]["containers"]

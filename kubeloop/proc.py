@@ -9,9 +9,11 @@ import functools
 import os
 import shutil
 import signal
+import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from kubeloop.errors import KubeloopError
@@ -160,3 +162,40 @@ def command_failed(result: Result) -> KubeloopError:
     return KubeloopError(
         f"command failed (exit {result.returncode}): {' '.join(result.argv)}\n{shown}"
     )
+
+
+def port_owner(port: int) -> str:
+    """Best effort: the command holding a TCP port, to put in the error message."""
+    inode = None
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            fields = row.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                inode = fields[9]
+                break
+    if inode is None:
+        return "another process"
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        try:
+            if os.readlink(fd) == f"socket:[{inode}]":
+                pid = fd.parent.parent.name
+                return f"'{Path(f'/proc/{pid}/comm').read_text().strip()}' (pid {pid})"
+        except OSError:
+            continue
+    return "another process"
+
+
+def port_free(port: int) -> bool:
+    """Whether a listener could take 127.0.0.1:``port`` now (as kubectl binds: with
+    SO_REUSEADDR, so a connection in TIME_WAIT does not count)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

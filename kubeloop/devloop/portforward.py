@@ -19,7 +19,7 @@ from kubeloop.deploy.rollout import pod_is_current
 from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube, label_selector
 from kubeloop.kube.client import pod_is_ready
-from kubeloop.proc import spawn_tethered
+from kubeloop.proc import port_free, port_owner, spawn_tethered
 
 # Seconds to wait before listing again when a pod watch cannot be used.
 FIRST_POLL = 0.05
@@ -53,6 +53,7 @@ class Forwarder:
         self.current_pod: str | None = None
         self.moves = 0
         self._listed: tuple[str, str, str] | None = None  # (key, selector, resourceVersion)
+        self._busy_told = False
 
     async def _selector_and_target(self) -> tuple[str, int | str]:
         kind, _, name = self.spec.resource.partition("/")
@@ -138,6 +139,8 @@ class Forwarder:
                     await self._pod_change(timeout=1.0)
                 continue
             pod, port = picked
+            if not await self._local_port_free(interval):
+                continue
             process = await spawn_tethered(
                 kubectl_command(), "--kubeconfig", self.kubeconfig, "--context", self.context,
                 "port-forward", "-n", self.namespace, "--address", "127.0.0.1", f"pod/{pod}",
@@ -151,6 +154,20 @@ class Forwarder:
                 with contextlib.suppress(ProcessLookupError):
                     process.kill()
                 await process.wait()
+
+    async def _local_port_free(self, interval: float) -> bool:
+        """kubectl would fail to listen and be restarted again and again: say once who
+        holds the port, then wait for it quietly."""
+        if port_free(self.local_port):
+            self._busy_told = False
+            return True
+        if not self._busy_told:
+            self._busy_told = True
+            self.on_event(f"port-forward {self.spec.resource}: local port {self.local_port} is "
+                          f"in use by {port_owner(self.local_port)}; waiting for it (or set "
+                          "localPort in kubeloop.yaml)")  # fmt: skip
+        await asyncio.sleep(max(interval, 1.0))
+        return False
 
     async def _serve(self, process: asyncio.subprocess.Process, pod: str, interval: float) -> None:
         assert process.stdout is not None

@@ -18,6 +18,7 @@ from kubeloop.cluster.native.iptables import host_kube_chains
 from kubeloop.cluster.native.layout import BRIDGE, POD_CIDR, SERVICE_CIDR, Layout
 from kubeloop.cluster.native.packages import HOST_PACKAGES
 from kubeloop.errors import PreflightError
+from kubeloop.proc import port_owner
 
 CGROUP_V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "devices", "freezer")
 
@@ -54,7 +55,7 @@ def preflight(layout: Layout) -> list[Problem]:
     for name, port in layout.ports.host_ports().items():
         if _port_in_use(port):
             problems.append(Problem(
-                f"port {port} ({name.replace('_', ' ')}) is in use by {_port_owner(port)}",
+                f"port {port} ({name.replace('_', ' ')}) is in use by {port_owner(port)}",
                 "stop that process, or delete the cluster that holds it "
                 "('kubeloop cluster list')",
             ))  # fmt: skip
@@ -76,31 +77,6 @@ def _port_in_use(port: int) -> bool:
         except OSError:
             return True
     return False
-
-
-def _port_owner(port: int) -> str:
-    """Best effort: the command holding a TCP port, to put in the error message."""
-    inode = None
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            rows = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for row in rows:
-            fields = row.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
-                inode = fields[9]
-                break
-    if inode is None:
-        return "another process"
-    for fd in Path("/proc").glob("[0-9]*/fd/*"):
-        try:
-            if os.readlink(fd) == f"socket:[{inode}]":
-                pid = fd.parent.parent.name
-                return f"'{Path(f'/proc/{pid}/comm').read_text().strip()}' (pid {pid})"
-        except OSError:
-            continue
-    return "another process"
 
 
 def cgroup_problems(root: Path) -> list[Problem]:

@@ -11,6 +11,8 @@ Usage: python benchmarks/bridge.py [--requests N] [--size-mb MB] [--outbound N]
   exec`` hop and the local namespace hop. ``added_latency_p50_ms`` = bridge p50 minus
   port-forward p50 (keep-alive); the new-connection figures are given too, and the plain
   in-cluster GET (client pod → Service → pod, no bridge) for scale;
+- personal mode as the rest of the team sees it: the same GETs and download without the
+  header, through the pod's router on to the app, against the same with no bridge;
 - throughput of one 100 MB download: client pod ← bridge ← local process, against local
   client ← ``kubectl port-forward`` ← pod server;
 - outbound: the bridged command itself resolves a ClusterIP Service by name, connects and
@@ -45,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from kubeloop.bridge import Bridge, BridgeSpec
-from kubeloop.cluster import ClusterInfo, get_cluster
+from kubeloop.cluster import ClusterInfo, get_cluster, seed_base_image
 from kubeloop.core import kubectl_command
 from kubeloop.kube import Kube
 
@@ -406,6 +408,7 @@ async def main() -> None:
     size = args.size_mb << 20
     log = Path(tempfile.gettempdir()) / f"kubeloop-bench-bridge-{os.getpid()}.log"
     try:
+        await seed_base_image("python:3.11-slim", "kubeloop", quiet=True)  # cached: < 1 s
         pod = await setup(kube)
         for host, want in (("web", "cluster"), ("db", "db")):  # until kube-proxy routes them
             seen = await poll_result(await cluster.start_poll(want, 60, host), 60)
@@ -434,14 +437,35 @@ async def main() -> None:
             bridge.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.wait_for(bridge, 30)
-        for name, result in (("direct", direct), ("port_forward", forward), ("bridge", bridged)):
+        # Personal mode, as the rest of the team sees it: requests without the header go
+        # through the pod's router (a reverse proxy) on to the app.
+        personal_spec = BridgeSpec("deployment/web", 8000,
+                                   [sys.executable, "-c", SERVER, "8000", token], NAMESPACE,
+                                   mode="personal", header=("X-Kubeloop-Session", "bench"))  # fmt: skip
+        personal = Bridge(kube, info, personal_spec)
+        personal_task = asyncio.create_task(personal.run())
+        try:
+            deadline = time.monotonic() + 90
+            while not (personal.links and personal.local) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            if not personal.links:
+                raise RuntimeError("the personal bridge never started")
+            passthrough = await cluster.in_client(CLIENT, "web", 80, args.requests,
+                                                  args.seconds, size)  # fmt: skip
+        finally:
+            personal_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.wait_for(personal_task, 30)
+        for name, result in (("direct", direct), ("port_forward", forward), ("bridge", bridged),
+                             ("personal_passthrough", passthrough)):  # fmt: skip
             figures[f"{name}_failed_requests"] = len(result["errors"])
             if result["errors"]:
                 print(f"{name}: failed requests [mode, index, error, seconds]: "
                       f"{result['errors'][:20]}", file=sys.stderr)  # fmt: skip
         for name, result, want in (("direct", direct, "cluster"),
                                    ("port_forward", forward, "cluster"),
-                                   ("bridge", bridged, token)):  # fmt: skip
+                                   ("bridge", bridged, token),
+                                   ("personal_passthrough", passthrough, "cluster")):  # fmt: skip
             for mode in ("keepalive", "new"):
                 if result[f"{mode}_bodies"] != [want]:
                     raise RuntimeError(f"{name}/{mode} got {result[f'{mode}_bodies']}")
@@ -462,6 +486,13 @@ async def main() -> None:
         )
         figures["direct_p50_ms"] = ms(percentile(direct["keepalive"], 50))
         figures["direct_new_conn_p50_ms"] = ms(percentile(direct["new"], 50))
+        figures["personal_passthrough_p50_ms"] = ms(percentile(passthrough["keepalive"], 50))
+        figures["personal_passthrough_added_p50_ms"] = round(
+            figures["personal_passthrough_p50_ms"] - figures["direct_p50_ms"], 2
+        )
+        figures["personal_passthrough_throughput_mb_s"] = round(
+            size / (1 << 20) / passthrough["download_s"], 1
+        )
         figures["requests_per_mode"] = len(bridged["keepalive"])
         mb = size / (1 << 20)
         figures["transfer_mb"] = args.size_mb
@@ -513,6 +544,10 @@ async def main() -> None:
     print(f"{'in-cluster GET p50 keep-alive / new (ms)':42} "
           f"{figures['direct_p50_ms']:>10} {figures['direct_new_conn_p50_ms']:>10}   "
           f"client pod -> pod, no bridge")  # fmt: skip
+    print(f"{'personal mode, without the header: p50 / MB/s':42} "
+          f"{figures['personal_passthrough_p50_ms']:>10} "
+          f"{figures['personal_passthrough_throughput_mb_s']:>10}   "
+          f"client pod -> router -> pod (no header: not bridged)")  # fmt: skip
     for key in ("direct_failed_requests", "port_forward_failed_requests",
                 "bridge_failed_requests", "added_latency_p50_ms", "added_latency_new_conn_p50_ms",
                 "direct_throughput_mb_s", "first_request_s", "first_request_again_s",

@@ -91,7 +91,7 @@ async def run(
         await process.wait()
         raise KubeloopError(f"'{' '.join(argv)}' did not finish within {timeout:.0f}s") from None
     except asyncio.CancelledError:
-        await _stop(process)
+        await stop_process(process)
         raise
     result = Result(
         tuple(argv),
@@ -135,15 +135,15 @@ async def run_streaming(
             on_line(line)
         code = await process.wait()
     except asyncio.CancelledError:
-        await _stop(process)
+        await stop_process(process)
         raise
     if code != 0:
         raise command_failed(Result(tuple(argv), code, "\n".join(last), ""))
 
 
-async def _stop(process: asyncio.subprocess.Process) -> None:
-    """Stop a command whose caller was cancelled (Ctrl-C, SIGTERM): it gets SIGTERM and
-    a moment to clean up after itself, then SIGKILL. Nothing runs on unattended."""
+async def stop_process(process: asyncio.subprocess.Process) -> None:
+    """Stop a command (its caller was cancelled, or its session ended): it gets SIGTERM
+    and a moment to clean up after itself, then SIGKILL. Nothing runs on unattended."""
     if process.returncode is not None:
         return
     with contextlib.suppress(ProcessLookupError):
@@ -189,13 +189,13 @@ def port_owner(port: int) -> str:
     return "another process"
 
 
-def port_free(port: int) -> bool:
-    """Whether a listener could take 127.0.0.1:``port`` now (as kubectl binds: with
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether a listener could take ``host``:``port`` now (as servers bind: with
     SO_REUSEADDR, so a connection in TIME_WAIT does not count)."""
     with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            probe.bind(("127.0.0.1", port))
+            probe.bind((host, port))
         except OSError:
             return False
     return True

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from kubeloop.agent import AgentError, AgentStream, agent_binary, splice
 from kubeloop.errors import KubeloopError
-from kubeloop.proc import spawn_tethered
+from kubeloop.proc import spawn_tethered, stop_process
 
 SO_ORIGINAL_DST = 80  # linux/netfilter_ipv4.h
 
@@ -155,15 +155,8 @@ class LocalCommand:
         return await self.process.wait()
 
     async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.terminate()
-            try:
-                await asyncio.wait_for(self.process.wait(), 5)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    self.process.kill()
-                await self.process.wait()
+        if self.process is not None:
+            await stop_process(self.process)
         if self._server is not None:
             self._server.close()
         if self._dns is not None:

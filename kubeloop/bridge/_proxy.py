@@ -12,7 +12,6 @@ cluster: kubeloop says so when this mode is in force.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ipaddress
 import struct
 from collections.abc import Mapping, Sequence
@@ -20,7 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from kubeloop.agent import AgentError, AgentStream, splice
-from kubeloop.proc import spawn_tethered
+from kubeloop.proc import spawn_tethered, stop_process
 
 MAX_HEAD = 64 << 10  # an HTTP request head, bounded
 HANDSHAKE_TIMEOUT = 10.0
@@ -59,15 +58,8 @@ class ProxiedCommand:
         return await self.process.wait()
 
     async def stop(self) -> None:
-        if self.process is not None and self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.terminate()
-            try:
-                await asyncio.wait_for(self.process.wait(), 5)
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    self.process.kill()
-                await self.process.wait()
+        if self.process is not None:
+            await stop_process(self.process)
         if self._server is not None:
             self._server.close()
 

@@ -9,7 +9,6 @@ import ipaddress
 import os
 import platform
 import shutil
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from kubeloop.cluster.native.iptables import host_kube_chains
 from kubeloop.cluster.native.layout import BRIDGE, POD_CIDR, SERVICE_CIDR, Layout
 from kubeloop.cluster.native.packages import HOST_PACKAGES
 from kubeloop.errors import PreflightError
-from kubeloop.proc import port_owner
+from kubeloop.proc import port_free, port_owner
 
 CGROUP_V1_CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory", "pids", "devices", "freezer")
 
@@ -53,7 +52,7 @@ def preflight(layout: Layout) -> list[Problem]:
         return problems
     problems += cgroup_problems(CGROUP_ROOT)
     for name, port in layout.ports.host_ports().items():
-        if _port_in_use(port):
+        if not port_free(port, "0.0.0.0"):
             problems.append(Problem(
                 f"port {port} ({name.replace('_', ' ')}) is in use by {port_owner(port)}",
                 "stop that process, or delete the cluster that holds it "
@@ -67,16 +66,6 @@ def preflight(layout: Layout) -> list[Problem]:
         problems.append(Problem(conflict, "remove that route or interface, or use a host "
                                           "where these ranges are free"))  # fmt: skip
     return problems
-
-
-def _port_in_use(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("0.0.0.0", port))
-        except OSError:
-            return True
-    return False
 
 
 def cgroup_problems(root: Path) -> list[Problem]:

@@ -13,10 +13,11 @@ from kubeloop.agent._attach import (
     ensure_agent,
     node_arch,
     open_stream,
+    target_container,
 )
 from kubeloop.agent._binary import agent_binary, agent_version, ensure_agent_image
 from kubeloop.agent._channel import Channel, splice
-from kubeloop.agent._stream import AgentError, AgentStream, Sent, WatchReport
+from kubeloop.agent._stream import AgentError, AgentStream, Op, Sent, WatchReport
 from kubeloop.agent._wire import RemoteEntry, valid_relative
 
 __all__ = [
@@ -29,6 +30,7 @@ __all__ = [
     "AgentStream",
     "Attached",
     "Channel",
+    "Op",
     "RemoteEntry",
     "Sent",
     "WatchReport",
@@ -40,5 +42,6 @@ __all__ = [
     "node_arch",
     "open_stream",
     "splice",
+    "target_container",
     "valid_relative",
 ]

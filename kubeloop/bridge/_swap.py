@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from kubeloop.core import Obj
+from kubeloop.core import Obj, WaitTimeout, wait_until
 from kubeloop.errors import KubeloopError
 from kubeloop.guard import Guard
 from kubeloop.kube import Kube, KubeError, label_selector
@@ -155,22 +155,28 @@ class Swap:
     async def _wait_swapped(self) -> list[Obj]:
         """Until the app's pods are all gone (it must not run twice) and swapped ones run."""
         started = time.monotonic()
-        deadline, told = started + ROLLOUT_TIMEOUT, False
-        while True:
-            ready, others = await self.swapped_pods()
-            if ready and not others:
-                return ready
-            if not told and time.monotonic() - started > 3:
+        seen: tuple[list[Obj], int] = ([], 0)
+        told = False
+
+        async def taken_over() -> bool:
+            nonlocal seen, told
+            seen = await self.swapped_pods()
+            ready, others = seen
+            if others and not told and time.monotonic() - started > 3:
                 told = True
                 self.on_event(f"bridge: waiting for {others} of the app's pods to stop (it "
                               "must not run twice; their termination grace period counts)")  # fmt: skip
-            if time.monotonic() > deadline:
-                raise KubeloopError(
-                    f"{self.kind_name}: the swapped pods did not take over within "
-                    f"{ROLLOUT_TIMEOUT:.0f}s ({len(ready)} running, {others} others left)",
-                    f"kubectl describe {self.kind_name} -n {self.namespace}; it is put back now",
-                )
-            await asyncio.sleep(0.2)
+            return bool(ready) and not others
+
+        try:
+            await wait_until(taken_over, ROLLOUT_TIMEOUT, 0.2, "the swapped pods")
+        except WaitTimeout:
+            raise KubeloopError(
+                f"{self.kind_name}: the swapped pods did not take over within "
+                f"{ROLLOUT_TIMEOUT:.0f}s ({len(seen[0])} running, {seen[1]} others left)",
+                f"kubectl describe {self.kind_name} -n {self.namespace}; it is put back now",
+            ) from None
+        return seen[0]
 
     async def restore(self) -> None:
         """Put the template back (at once) and end the guard."""

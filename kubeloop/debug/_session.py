@@ -26,16 +26,16 @@ from kubeloop.agent import (
     APP,
     AgentError,
     AgentStream,
+    Op,
     cluster_agent_image,
     ensure_agent,
     node_arch,
     open_stream,
     splice,
+    target_container,
 )
-from kubeloop.agent._attach import target_container
-from kubeloop.agent._stream import Op
 from kubeloop.cluster import ClusterInfo
-from kubeloop.core import Obj
+from kubeloop.core import Obj, WaitTimeout, wait_until
 from kubeloop.debug._payload import ensure_payload
 from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube
@@ -137,24 +137,26 @@ class Debugger:
         """Until the app says debugpy listens (its sitecustomize writes it to the log once
         listen() returned). Not by connecting: a connection is a debugging session to
         debugpy, and a probe's would be the IDE's lost."""
-        deadline = time.monotonic() + READY_TIMEOUT
         path = f"/api/v1/namespaces/{self.spec.namespace}/pods/{self.pod}/log"
-        while True:
+
+        async def listening() -> bool:
             log = await self.kube.request("GET", path,
                                           params={"container": container, "sinceTime": since})  # fmt: skip
-            text = str(log.get("text", ""))
-            for line in text.splitlines():
+            for line in str(log.get("text", "")).splitlines():
                 if line.startswith("kubeloop debug: debugpy listens"):
-                    return
+                    return True
                 if line.startswith("kubeloop debug: debugpy not started"):
                     raise KubeloopError(f"the debugger did not start in {self.pod}: {line}")
-            if time.monotonic() > deadline:
-                raise KubeloopError(
-                    f"debugpy did not start in {self.pod} within {READY_TIMEOUT:.0f}s",
-                    "see the app's log (kubectl logs): the image needs CPython 3.8+, and "
-                    "the app must start with python",
-                )
-            await asyncio.sleep(0.2)
+            return False
+
+        try:
+            await wait_until(listening, READY_TIMEOUT, 0.2, "debugpy")
+        except WaitTimeout:
+            raise KubeloopError(
+                f"debugpy did not start in {self.pod} within {READY_TIMEOUT:.0f}s",
+                "see the app's log (kubectl logs): the image needs CPython 3.8+, and "
+                "the app must start with python",
+            ) from None
 
     async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.stream is None:

@@ -71,7 +71,6 @@ type route struct {
 	paused  bool
 	send    sync.Mutex
 	proxy   *httputil.ReverseProxy // personal: requests to the session
-	h1, h2  *http.Transport
 }
 
 type portRoutes struct {
@@ -233,7 +232,6 @@ func (r *router) add(conn *net.UnixConn, req routeRequest) (*route, error) {
 	rt.port = p
 	if req.Mode == "personal" {
 		rt.proxy = newProxy(rt.dial)
-		rt.h1, rt.h2 = rt.proxy.Transport.(*splitTransport).h1, rt.proxy.Transport.(*splitTransport).h2
 	}
 	p.routes = append(p.routes, rt)
 	r.renewLocked()
@@ -284,9 +282,8 @@ func (r *router) remove(rt *route) {
 			break
 		}
 	}
-	if rt.h1 != nil {
-		rt.h1.CloseIdleConnections()
-		rt.h2.CloseIdleConnections()
+	if rt.proxy != nil {
+		rt.proxy.Transport.(*splitTransport).CloseIdleConnections()
 	}
 	if len(p.routes) == 0 {
 		if p.mode != "swap" {
@@ -448,7 +445,6 @@ func personalServer(origin *httputil.ReverseProxy, p *portRoutes) *http.Server {
 		Protocols:         &protocols,
 		ReadHeaderTimeout: 30 * time.Second,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          nil,
 		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
 			return context.WithValue(ctx, originKey{}, originalDst(c))
 		},
@@ -483,6 +479,11 @@ func (t *splitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return t.h2.RoundTrip(req)
 	}
 	return t.h1.RoundTrip(req)
+}
+
+func (t *splitTransport) CloseIdleConnections() {
+	t.h1.CloseIdleConnections()
+	t.h2.CloseIdleConnections()
 }
 
 func newProxy(dial func(context.Context) (net.Conn, error)) *httputil.ReverseProxy {

@@ -85,6 +85,15 @@ async def namespace(kube: Kube) -> AsyncIterator[str]:
                       grace_seconds=0)  # fmt: skip
 
 
+async def enforce_baseline(kube: Kube, namespace: str) -> None:
+    """Pod Security 'baseline' enforced on the namespace, as managed clusters do."""
+    await kube.request(
+        "PATCH", f"/api/v1/namespaces/{namespace}",
+        body={"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "baseline"}}},
+        content_type="application/merge-patch+json",
+    )  # fmt: skip
+
+
 async def kubectl(env: Env, *args: str, timeout: float = 60) -> str:
     return (await run(env.kubectl_argv(*args), timeout=timeout)).stdout
 

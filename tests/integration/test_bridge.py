@@ -25,7 +25,7 @@ from kubeloop.bridge._swap import GUARD_SECONDS, Swap
 from kubeloop.cluster import ClusterInfo
 from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube
-from tests.integration.conftest import Env, eventually, kubectl
+from tests.integration.conftest import Env, enforce_baseline, eventually, kubectl
 
 PYTHON = "python:3.11-slim"
 SERVER = """
@@ -259,11 +259,7 @@ async def test_bad_input_is_explained_and_changes_nothing(
 async def test_a_namespace_that_refuses_net_admin_is_told_before_any_change(
     tmp_path: Path, kube: Kube, cluster: ClusterInfo, app: str
 ) -> None:
-    await kube.request(
-        "PATCH", f"/api/v1/namespaces/{app}",
-        body={"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "baseline"}}},
-        content_type="application/merge-patch+json",
-    )  # fmt: skip
+    await enforce_baseline(kube, app)
     with pytest.raises(KubeloopError, match="NET_ADMIN") as refused:
         await Bridge(kube, cluster, BridgeSpec("web", 8000, local_command(tmp_path), app)).run()
     assert "baseline" in str(refused.value)
@@ -423,11 +419,7 @@ async def test_swap_replaces_the_pods_and_puts_them_back_identical(
     tmp_path: Path, kube: Kube, cluster: ClusterInfo, app: str, env: Env
 ) -> None:
     """In a namespace that refuses NET_ADMIN (Pod Security baseline): swap needs none."""
-    await kube.request(
-        "PATCH", f"/api/v1/namespaces/{app}",
-        body={"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "baseline"}}},
-        content_type="application/merge-patch+json",
-    )  # fmt: skip
+    await enforce_baseline(kube, app)
     before = await web_template(kube, app)
     (tmp_path / "s.py").write_text(SERVER)
     spec = BridgeSpec("web", 8000, [sys.executable, str(tmp_path / "s.py"), "8000"], app,

@@ -13,7 +13,7 @@ from kubeloop.agent import AgentError
 from kubeloop.cluster import ClusterInfo
 from kubeloop.kube import Kube
 from kubeloop.sync import Syncer, SyncRule
-from tests.integration.conftest import Env, kubectl
+from tests.integration.conftest import Env, enforce_baseline, kubectl
 from tests.integration.test_sync import PYTHON, rolled_out
 
 
@@ -37,11 +37,7 @@ def app(name: str, namespace: str, uid: int | None, volume_at: str | None) -> di
 @pytest.fixture
 async def baseline(kube: Kube, namespace: str) -> str:
     """The test namespace, with Pod Security 'baseline' enforced (as managed clusters do)."""
-    await kube.request(
-        "PATCH", f"/api/v1/namespaces/{namespace}",
-        body={"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "baseline"}}},
-        content_type="application/merge-patch+json",
-    )  # fmt: skip
+    await enforce_baseline(kube, namespace)
     return namespace
 
 

@@ -560,24 +560,38 @@ def config_check(config_path: Path | None, environment: str | None) -> None:
 
 @main.command()
 @click.argument("workload")
-@click.option("--namespace", "-n", default="default", help="Default: default.")
+@click.option("--namespace", "-n", help="Default: the project's namespace, else default.")
 @click.option("--container", "-c", help="Default: the pod's first container.")
-@click.option("--port", "local_port", type=int, default=5678, show_default=True,
-              help="Local port the IDE attaches to (0: any free one).")  # fmt: skip
+@click.option("--port", "local_port", type=int,
+              help="Local port the IDE attaches to (default: the language's usual one, "
+              "5678 Python, 9229 Node, 2345 Go; 0: any free one).")  # fmt: skip
+@click.option("--lang", "language", default="auto", show_default=True,
+              type=click.Choice(["auto", "python", "node", "go"]),
+              help="The app's language (auto: from its command).")  # fmt: skip
 @click.option(
     "--map",
     "mappings",
     multiple=True,
-    help="LOCAL:REMOTE source folders for the IDE's pathMappings (repeat).",
+    help="LOCAL:REMOTE source folders for the IDE's pathMappings (repeat; default: from "
+    "the project's sync rules).",
 )
+@click.option("--write", is_flag=True,
+              help="Merge the VS Code entry into .vscode/launch.json beside kubeloop.yaml "
+              "(else in the current folder); the rest of the file is kept as it is.")  # fmt: skip
+@CONFIG
+@ENV
 @CLUSTER
-def debug(workload: str, namespace: str, container: str | None, local_port: int,
-          mappings: tuple[str, ...], cluster: str | None) -> None:  # fmt: skip
-    """Debug WORKLOAD's Python process where it runs: debugpy is brought into the
-    container (no rebuild), the app restarts under it in place, and its port is forwarded
-    here for your IDE (a VS Code launch.json entry is printed). Ctrl-C removes it again.
-    The container must run under kubeloop's supervisor ('kubeloop dev' with a sync rule
-    'restart: process')."""
+def debug(workload: str, namespace: str | None, container: str | None,
+          local_port: int | None, language: str, mappings: tuple[str, ...], write: bool,
+          config_path: Path | None, environment: str | None,
+          cluster: str | None) -> None:  # fmt: skip
+    """Debug WORKLOAD's process where it runs: the debugger (Python: debugpy, Go: Delve,
+    Node: its inspector) is brought into the container (no rebuild), the app restarts
+    under it in place, and its port is forwarded here for your IDE (a VS Code
+    launch.json entry is printed; --write merges it into .vscode/launch.json). Ctrl-C
+    removes it again. The container must run under kubeloop's supervisor ('kubeloop dev'
+    with a sync rule 'restart: process')."""
+    from kubeloop.config import find_config, load
     from kubeloop.debug import Debugger, DebugSpec
     from kubeloop.ui import plain
 
@@ -587,7 +601,18 @@ def debug(workload: str, namespace: str, container: str | None, local_port: int,
         if not sep or not local or not remote.startswith("/"):
             raise click.UsageError(f"--map {mapping!r} is not LOCAL:/container/path")
         pairs.append((str(Path(local).resolve()), remote))
-    spec = DebugSpec(workload, namespace, container, local_port, mappings=pairs)
+    spec = DebugSpec(workload, namespace or "default", container, local_port, language,
+                     mappings=pairs)  # fmt: skip
+    try:  # the project, when there is one, gives the namespace and the source mappings
+        loaded = load(config_path or find_config(), environment)
+    except KubeloopError:
+        if config_path is not None or environment is not None:
+            raise
+    else:
+        spec.namespace = namespace or loaded.project.namespace
+        spec.sync, spec.project_root = list(loaded.project.sync), loaded.root
+    if write:
+        spec.write_launch_json = spec.project_root or Path.cwd()
 
     async def action() -> None:
         from kubeloop.cluster import get_cluster

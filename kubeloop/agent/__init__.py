@@ -15,7 +15,7 @@ from kubeloop.agent._attach import (
     open_stream,
     target_container,
 )
-from kubeloop.agent._binary import agent_binary, agent_version, ensure_agent_image
+from kubeloop.agent._binary import agent_binary, agent_version, ensure_agent_image, go_arch
 from kubeloop.agent._channel import Channel, splice
 from kubeloop.agent._stream import AgentError, AgentStream, Op, Sent, WatchReport
 from kubeloop.agent._wire import RemoteEntry, valid_relative
@@ -39,6 +39,7 @@ __all__ = [
     "cluster_agent_image",
     "ensure_agent",
     "ensure_agent_image",
+    "go_arch",
     "node_arch",
     "open_stream",
     "splice",

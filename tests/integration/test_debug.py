@@ -6,18 +6,25 @@ request completes. Ending the session removes the debugger; bad input changes no
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+import os
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
-from kubeloop.agent import cluster_agent_image
-from kubeloop.cluster import ClusterInfo
+from kubeloop.agent import cluster_agent_image, go_arch
+from kubeloop.cluster import ClusterInfo, seed_base_image
 from kubeloop.config import SyncSpec
 from kubeloop.debug import Debugger, DebugSpec
 from kubeloop.errors import KubeloopError
+from kubeloop.images.registry import ImageConfig, push_files
 from kubeloop.kube import Kube
+from kubeloop.proc import run
 from kubeloop.sync.devmode import inject_supervisor
 from tests.integration.conftest import Env, eventually, kubectl
 from tests.integration.dap import Dap
@@ -95,7 +102,7 @@ async def test_a_breakpoint_in_the_handler_stops_a_request_from_the_cluster(
     task = asyncio.create_task(debugger.run())
     try:
         await asyncio.wait_for(debugger.ready.wait(), 90)
-        dap = await Dap.connect(debugger.spec.local_port)
+        dap = await Dap.connect(debugger.local_port)
         try:
             await dap.request("initialize", adapterID="debugpy", clientID="kubeloop-test",
                               linesStartAt1=True, columnsStartAt1=True, pathFormat="path")  # fmt: skip
@@ -156,3 +163,228 @@ async def test_bad_input_is_explained_and_changes_nothing(
                         lambda d: d.get("status", {}).get("readyReplicas") == 1, "plain", 90)  # fmt: skip
     with pytest.raises(KubeloopError, match="supervisor"):
         await Debugger(kube, cluster, DebugSpec("plain", app)).run()
+
+
+GO_SERVER = """\
+package main
+
+import (
+	"fmt"
+	"net/http"
+)
+
+func handler(w http.ResponseWriter, r *http.Request) {
+	total := 0
+	for i := 0; i < 10; i++ {
+		total += i
+	}
+	fmt.Fprintf(w, "{\\"total\\": %d}", total)
+}
+
+func main() {
+	http.HandleFunc("/", handler)
+	http.ListenAndServe(":8000", nil)
+}
+"""
+GO_BREAK_LINE = 14  # fmt.Fprintf(...): `total` is set by then
+
+
+async def distroless_go_image(cluster: ClusterInfo, folder: Path) -> str:
+    """GO_SERVER built here (no optimisations, so locals can be read) into an image that
+    holds nothing but the binary: no shell, no libc."""
+    (folder / "go.mod").write_text("module example.com/web\n\ngo 1.22\n")
+    (folder / "main.go").write_text(GO_SERVER)
+    await run(["go", "build", "-gcflags=all=-N -l", "-o", "server", "."], cwd=folder,
+              env={**os.environ, "CGO_ENABLED": "0", "GOTOOLCHAIN": "local",
+                   "GOFLAGS": "-buildvcs=false"}, timeout=300)  # fmt: skip
+    binary = (folder / "server").read_bytes()
+    tag = hashlib.sha256(binary).hexdigest()[:12]
+    assert cluster.registry is not None
+    await push_files(f"{cluster.registry}/kubeloop-test/goweb:{tag}", {"server": (binary, 0o755)},
+                     ImageConfig(entrypoint=["/server"], architecture=go_arch()))  # fmt: skip
+    return f"{cluster.registry_for_pods or cluster.registry}/kubeloop-test/goweb:{tag}"
+
+
+async def test_go_in_a_distroless_image_stops_at_a_breakpoint_through_delve(
+    kube: Kube, cluster: ClusterInfo, namespace: str, env: Env, tmp_path: Path
+) -> None:
+    deployment = workload(namespace)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container.update(image=await distroless_go_image(cluster, tmp_path), command=["/server"])
+    container.pop("volumeMounts")
+    deployment["spec"]["template"]["spec"].pop("volumes")
+    spec = SyncSpec.model_validate({"selector": {"app": "web"}, "src": ".", "dest": "/app",
+                                    "restart": "process"})  # fmt: skip
+    await inject_supervisor([deployment], [spec], await cluster_agent_image(cluster),
+                            cluster.registry)  # fmt: skip
+    client = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client", "namespace": namespace},
+              "spec": {"terminationGracePeriodSeconds": 0,
+                       "containers": [{"name": "c", "image": "python:3.11-slim",
+                                       "command": ["sleep", "3600"]}]}}  # fmt: skip
+    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": namespace},
+               "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8000}]}}  # fmt: skip
+    for obj in (deployment, service, client):
+        await kube.apply(obj)
+    await kube.wait_for(f"/apis/apps/v1/namespaces/{namespace}/deployments/web",
+                        lambda d: d.get("status", {}).get("readyReplicas") == 1, "web", 120)  # fmt: skip
+    await kube.wait_pod_running(namespace, "client", 90)
+    assert await eventually(lambda: get(env, namespace, 5), 60, 0.5) == '{"total": 45}'
+
+    debugger = Debugger(kube, cluster, DebugSpec("web", namespace, local_port=0))
+    task = asyncio.create_task(debugger.run())
+    try:
+        await asyncio.wait_for(debugger.ready.wait(), 180)  # Delve is built once, cached
+        assert debugger.language is not None and debugger.language.name == "go"
+        dap = await Dap.connect(debugger.local_port)
+        try:
+            await dap.request("initialize", adapterID="go", clientID="kubeloop-test",
+                              linesStartAt1=True, columnsStartAt1=True, pathFormat="path")  # fmt: skip
+            attached = dap.send("attach", mode="remote")
+            await dap.event("initialized")
+            source = str(tmp_path / "main.go")
+            placed = await dap.request("setBreakpoints", source={"path": source},
+                                       breakpoints=[{"line": GO_BREAK_LINE}])  # fmt: skip
+            assert placed["breakpoints"][0]["verified"], placed
+            await dap.request("configurationDone")
+            await asyncio.wait_for(attached, 20)
+            request = asyncio.create_task(get(env, namespace))
+            stopped = await dap.event("stopped", 60)
+            assert stopped["reason"] == "breakpoint", stopped
+            # Delve may answer "debuggee is running" for a moment after its stopped event
+            # (its state flips after the event is sent); an IDE asks again, so do we.
+            frames = (
+                await eventually(
+                    lambda: dap.request("stackTrace", threadId=stopped["threadId"]), 5, 0.1
+                )
+            )["stackFrames"]
+            assert frames[0]["line"] == GO_BREAK_LINE
+            assert frames[0]["source"]["path"] == source
+            scopes = (await dap.request("scopes", frameId=frames[0]["id"]))["scopes"]
+            local = next(s for s in scopes if s["name"].lower().startswith("local"))
+            variables = (await dap.request("variables",
+                                           variablesReference=local["variablesReference"]))  # fmt: skip
+            assert {v["name"]: v["value"] for v in variables["variables"]}["total"] == "45"
+            assert not request.done()  # held at the breakpoint
+            await dap.request("continue", threadId=stopped["threadId"])
+            assert await asyncio.wait_for(request, 30) == '{"total": 45}'
+        finally:
+            await dap.close()
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    # Ended: the app runs on without Delve.
+    assert await eventually(lambda: get(env, namespace, 5), 30, 0.5) == '{"total": 45}'
+
+
+NODE_SERVER = """\
+const http = require("http");
+http.createServer((req, res) => {
+  let total = 0;
+  for (let i = 0; i < 10; i++) total += i;
+  res.end(JSON.stringify({ total: total }));
+}).listen(8000);
+"""
+NODE_BREAK_LINE = 4  # res.end(...), 0-based as the inspector counts
+
+
+class Inspector:
+    """Enough of the V8 inspector protocol (Chrome DevTools Protocol) to drive Node."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.ws, self.seq = ws, 0
+        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.answers: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.task = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        async for message in self.ws:
+            data = json.loads(message.data)
+            if "id" in data:
+                self.answers.pop(data["id"]).set_result(data)
+            else:
+                self.events.put_nowait(data)
+
+    async def call(self, method: str, **params: Any) -> dict[str, Any]:
+        self.seq += 1
+        answer = self.answers[self.seq] = asyncio.get_running_loop().create_future()
+        await self.ws.send_json({"id": self.seq, "method": method, "params": params})
+        data = await asyncio.wait_for(answer, 20)
+        assert "error" not in data, data
+        return dict(data["result"])
+
+    async def event(self, method: str, timeout: float = 30) -> dict[str, Any]:
+        while True:
+            data = await asyncio.wait_for(self.events.get(), timeout)
+            if data["method"] == method:
+                return dict(data["params"])
+
+
+async def test_node_stops_at_a_breakpoint_through_its_inspector(
+    kube: Kube, cluster: ClusterInfo, cluster_name: str, namespace: str, env: Env
+) -> None:
+    await seed_base_image("node:18-slim", cluster_name, quiet=True)
+    deployment = workload(namespace)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container.update(image="node:18-slim", command=["node", "/app/server.js"])
+    spec = SyncSpec.model_validate({"selector": {"app": "web"}, "src": ".", "dest": "/app",
+                                    "restart": "process"})  # fmt: skip
+    await inject_supervisor([deployment], [spec], await cluster_agent_image(cluster),
+                            cluster.registry)  # fmt: skip
+    objects = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "code", "namespace": namespace},
+         "data": {"server.js": NODE_SERVER}},
+        deployment,
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": namespace},
+         "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8000}]}},
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client", "namespace": namespace},
+         "spec": {"terminationGracePeriodSeconds": 0,
+                  "containers": [{"name": "c", "image": "python:3.11-slim", "command": ["sleep", "3600"]}]}},
+    ]  # fmt: skip
+    for obj in objects:
+        await kube.apply(obj)
+    await kube.wait_for(f"/apis/apps/v1/namespaces/{namespace}/deployments/web",
+                        lambda d: d.get("status", {}).get("readyReplicas") == 1, "web", 120)  # fmt: skip
+    await kube.wait_pod_running(namespace, "client", 90)
+    assert await eventually(lambda: get(env, namespace, 5), 60, 0.5) == '{"total":45}'
+
+    debugger = Debugger(kube, cluster, DebugSpec("web", namespace, local_port=0))
+    task = asyncio.create_task(debugger.run())
+    try:
+        await asyncio.wait_for(debugger.ready.wait(), 90)
+        assert debugger.language is not None and debugger.language.name == "node"
+        async with aiohttp.ClientSession() as http:
+            base = f"127.0.0.1:{debugger.local_port}"
+            async with http.get(f"http://{base}/json/list") as listing:
+                target = (await listing.json())[0]
+            path = target["webSocketDebuggerUrl"].split("/", 3)[3]
+            async with http.ws_connect(f"ws://{base}/{path}") as ws:
+                inspector = Inspector(ws)
+                await inspector.call("Debugger.enable")
+                # The inspector listens before the script runs: once the app answers, its
+                # script is loaded and the breakpoint resolves at once.
+                assert await eventually(lambda: get(env, namespace, 5), 30, 0.2) == '{"total":45}'
+                # By pattern: Node runs the ConfigMap's file by its real path (a symlink).
+                placed = await inspector.call("Debugger.setBreakpointByUrl",
+                                              urlRegex=r"^file:///app/.*server\.js$",
+                                              lineNumber=NODE_BREAK_LINE)  # fmt: skip
+                assert placed["locations"], placed  # the script is loaded: resolved at once
+                request = asyncio.create_task(get(env, namespace))
+                paused = await inspector.event("Debugger.paused", 60)
+                frame = paused["callFrames"][0]
+                assert frame["location"]["lineNumber"] == NODE_BREAK_LINE
+                assert paused["hitBreakpoints"] == [placed["breakpointId"]]
+                local = next(s for s in frame["scopeChain"] if s["type"] == "local")
+                props = await inspector.call("Runtime.getProperties",
+                                             objectId=local["object"]["objectId"])  # fmt: skip
+                values = {p["name"]: p["value"].get("value") for p in props["result"]}
+                assert values["total"] == 45
+                assert not request.done()  # held at the breakpoint
+                await inspector.call("Debugger.resume")
+                assert await asyncio.wait_for(request, 30) == '{"total":45}'
+                inspector.task.cancel()
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert await eventually(lambda: get(env, namespace, 5), 30, 0.5) == '{"total":45}'

@@ -206,8 +206,9 @@ func supervise(argv []string) {
 	var child *exec.Cmd
 	exited := make(chan error, 1)
 	start := func() {
-		child = exec.Command(argv[0], argv[1:]...)
-		child.Env = debugEnv(os.Environ())
+		command, env := withDebugger(argv, os.Environ())
+		child = exec.Command(command[0], command[1:]...)
+		child.Env = env
 		child.Stdin, child.Stdout, child.Stderr = os.Stdin, os.Stdout, os.Stderr
 		child.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 		if err := child.Start(); err != nil {
@@ -247,28 +248,6 @@ func supervise(argv []string) {
 			}
 		}
 	}
-}
-
-// debugDir is where `kubeloop debug` puts a debugger for the app (debugpy and a
-// sitecustomize that starts it, listening on the pod's loopback only); while it exists,
-// the supervisor starts the app with it on PYTHONPATH and KUBELOOP_DEBUG=1, which the
-// sitecustomize takes out of the environment as it starts the debugger: the app's own
-// children (the debugger's adapter is one) must not start another. kubeloop removes the
-// folder to end the session, and the next start is a plain one again.
-const debugDir = "/tmp/kubeloop-debug/python"
-
-func debugEnv(env []string) []string {
-	if info, err := os.Stat(debugDir); err != nil || !info.IsDir() {
-		return env
-	}
-	env = append(env, "KUBELOOP_DEBUG=1")
-	for i, kv := range env {
-		if strings.HasPrefix(kv, "PYTHONPATH=") {
-			env[i] = "PYTHONPATH=" + debugDir + ":" + strings.TrimPrefix(kv, "PYTHONPATH=")
-			return env
-		}
-	}
-	return append(env, "PYTHONPATH="+debugDir)
 }
 
 func main() {

@@ -411,6 +411,13 @@ class AgentStream:
     async def signal(self, number: int) -> None:
         await self._result(await self._request("K", struct.pack(">I", number)), "signal")
 
+    async def undo_at_close(self, path: str, number: int) -> None:
+        """Should this stream end first (kubeloop killed), the agent deletes ``path`` (under
+        a bound destination) and sends signal ``number`` (SIGHUP) to the target; an empty
+        ``path`` takes that back (the client undid it itself)."""
+        body = string(path) + struct.pack(">I", number)
+        await self._result(await self._request("Y", body), "arrange the undo")
+
     async def ping(self) -> float:
         """Round trip time in seconds."""
         started = time.perf_counter()

@@ -122,6 +122,8 @@ class Debugger:
         self.stream = await open_stream(self.cluster, self.spec.namespace, attached)
         await self._send_debugger(arch)
         self._changed = True
+        # Killed (SIGKILL, a crash): the agent takes the debugger out when the stream ends.
+        await self.stream.undo_at_close(self.folder, signal.SIGHUP)
         since = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         await self.stream.signal(signal.SIGHUP)  # the supervisor restarts the app with it
         await self._wait_ready(since, container["name"])
@@ -213,6 +215,7 @@ class Debugger:
                 sent = await self.stream.send_many([("D", self.folder, 0, None)])
                 await self.stream.wait_all(sent, "remove the debugger")
                 await self.stream.signal(signal.SIGHUP)
+                await self.stream.undo_at_close("", 0)
             self._changed = False
         if self.stream is not None:
             await self.stream.close()

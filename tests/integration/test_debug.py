@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import socket
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -388,3 +389,38 @@ async def test_node_stops_at_a_breakpoint_through_its_inspector(
         with pytest.raises(asyncio.CancelledError):
             await task
     assert await eventually(lambda: get(env, namespace, 5), 30, 0.5) == '{"total":45}'
+
+
+async def test_a_killed_session_is_undone_by_the_agent(
+    app: str, env: Env, cluster: ClusterInfo, tmp_path: Path
+) -> None:
+    """SIGKILL of `kubeloop debug`: its stream ends, and the agent removes the debugger
+    and restarts the app without it (well within 30 s)."""
+    kubeloop = str(Path(sys.executable).with_name("kubeloop"))
+    process = await asyncio.create_subprocess_exec(
+        kubeloop, "debug", "web", "-n", app, "--port", "0", cwd=tmp_path,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    try:
+        seen = b""
+        while b"answers on" not in seen:
+            line = await asyncio.wait_for(process.stdout.readline(), 120)
+            assert line, seen.decode()
+            seen += line
+        listing = await kubectl(env, "exec", "-n", app, "deploy/web", "-c", "web", "--",
+                                "ls", "/tmp/kubeloop-debug")  # fmt: skip
+        assert "python" in listing
+    finally:
+        process.kill()
+        await process.wait()
+    killed = asyncio.get_running_loop().time()
+
+    async def undone() -> bool:
+        listing = await kubectl(env, "exec", "-n", app, "deploy/web", "-c", "web", "--",
+                                "ls", "/tmp/kubeloop-debug")  # fmt: skip
+        return "python" not in listing
+
+    assert await eventually(undone, 30, 0.2)
+    assert asyncio.get_running_loop().time() - killed < 30
+    assert await eventually(lambda: get(env, app, 5), 30, 0.5) == '{"total": 45}'

@@ -16,6 +16,8 @@ package main
 //	'N' watch: path                   -> 'A', then 'C' reports (see watch.go)
 //	'R' read: path, max u64           -> 'f'... 'F' content
 //	'K' signal: u32                   -> 'A'   (to the target's process)
+//	'Y' at close: path, signal u32    -> 'A'   (if the stream ends first: delete path,
+//	                                            signal the target; empty path: forget it)
 //	'P' ping: up to 64 bytes          -> 'P' the same bytes
 //	'X' data lane                     -> 'X' u16 port, token (see lane.go)
 //
@@ -48,6 +50,14 @@ type server struct {
 	mux          *channels
 	bridge       *bridge
 	lane         net.Conn // the data lane, once open (lane.go)
+	// undo is what a killed client leaves to do ('Y'): a debug session's folder to
+	// remove and the restart that takes the debugger out of the app.
+	undo *undoAtClose
+}
+
+type undoAtClose struct {
+	path   string
+	signal syscall.Signal
 }
 
 func newServer(rootFD int, out *output, signal func(syscall.Signal) error, router string) *server {
@@ -57,6 +67,13 @@ func newServer(rootFD int, out *output, signal func(syscall.Signal) error, route
 }
 
 func (s *server) close() {
+	if s.undo != nil { // before the trees close: the path lies in one
+		if t, rel, err := s.locate(s.undo.path); err == nil && rel != "" {
+			t.remove(rel)
+		}
+		s.signalTarget(s.undo.signal)
+		s.undo = nil
+	}
 	if s.lane != nil {
 		s.lane.Close()
 	}
@@ -224,6 +241,8 @@ func (s *server) handle(f frame) {
 		return
 	case 'K':
 		err = s.signal(body)
+	case 'Y':
+		err = s.setUndo(body)
 	default:
 		err = fmt.Errorf("unknown request %q", f.op)
 	}
@@ -441,6 +460,27 @@ func (s *server) read(id uint32, body *reader) {
 		}
 		s.out.send('f', id, buf[:n])
 	}
+}
+
+func (s *server) setUndo(body *reader) error {
+	p, number := body.str(), body.u32()
+	if body.err != nil {
+		return body.err
+	}
+	if p == "" {
+		s.undo = nil
+		return nil
+	}
+	if _, rel, err := s.locate(p); err != nil {
+		return err
+	} else if rel == "" {
+		return fmt.Errorf("refusing to delete a destination itself (%s) at close", p)
+	}
+	if syscall.Signal(number) != syscall.SIGHUP {
+		return fmt.Errorf("signal %d at close: only SIGHUP (restart) is allowed", number)
+	}
+	s.undo = &undoAtClose{path: p, signal: syscall.SIGHUP}
+	return nil
 }
 
 func (s *server) signal(body *reader) error {

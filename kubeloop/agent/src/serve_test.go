@@ -280,6 +280,8 @@ func FuzzServe(f *testing.F) {
 	f.Add(valid.b.Bytes())
 	f.Add((&request{}).frame('B', 1, str("/app")).frame('W', 2, str("/app/../outside/secret"), u32(0o644)).b.Bytes())
 	f.Add((&request{}).frame('B', 1, str("/app")).frame('D', 2, str("/app/l/secret")).b.Bytes())
+	f.Add((&request{}).frame('B', 1, str("/app")).frame('L', 2, str("/app/l"), str("../outside")).
+		frame('Y', 3, str("/app/l/secret"), u32(1)).b.Bytes())
 	f.Fuzz(func(t *testing.T, stream []byte) {
 		if len(stream) > 1<<16 {
 			return
@@ -397,4 +399,45 @@ func readLocked(o *output, b *bytes.Buffer) string {
 	defer o.mu.Unlock()
 	o.w.Flush()
 	return b.String()
+}
+
+func TestUndoAtCloseRemovesAndRestartsWhenTheClientIsGone(t *testing.T) {
+	sb := newSandbox(t)
+	replies := sb.run(t, (&request{}).
+		frame('B', 1, str("/app")).
+		frame('M', 2, str("/app/dbg"), u32(0o755)).
+		frame('W', 3, str("/app/dbg/f"), u32(0o644), []byte("x")).
+		frame('Y', 4, str("/app/dbg"), u32(1)).
+		frame('Y', 5, str("/app"), u32(1)).         // the destination itself: refused
+		frame('Y', 6, str("/app/dbg"), u32(9)).     // only SIGHUP
+		frame('Y', 7, str("/elsewhere/x"), u32(1)). // outside every destination
+		b.Bytes())
+	for id, want := range map[uint32]byte{4: 'A', 5: 'E', 6: 'E', 7: 'E'} {
+		if replyTo(replies, id).op != want {
+			t.Fatalf("reply to %d: %q, want %q", id, replyTo(replies, id).op, want)
+		}
+	}
+	// The stream ended without the client undoing: the agent did.
+	if _, err := os.Stat(filepath.Join(sb.root, "app", "dbg")); !os.IsNotExist(err) {
+		t.Fatalf("the folder is still there: %v", err)
+	}
+	if len(sb.signals) != 1 || sb.signals[0] != syscall.SIGHUP {
+		t.Fatalf("signals sent: %v", sb.signals)
+	}
+}
+
+func TestUndoAtCloseIsForgottenWhenTheClientUndidItself(t *testing.T) {
+	sb := newSandbox(t)
+	sb.run(t, (&request{}).
+		frame('B', 1, str("/app")).
+		frame('M', 2, str("/app/dbg"), u32(0o755)).
+		frame('Y', 3, str("/app/dbg"), u32(1)).
+		frame('Y', 4, str(""), u32(0)).
+		b.Bytes())
+	if _, err := os.Stat(filepath.Join(sb.root, "app", "dbg")); err != nil {
+		t.Fatalf("the folder went: %v", err)
+	}
+	if len(sb.signals) != 0 {
+		t.Fatalf("signals sent: %v", sb.signals)
+	}
 }

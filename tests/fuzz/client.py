@@ -35,23 +35,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import hashlib
 import os
 import random
-import selectors
 import shutil
 import stat
 import struct
-import subprocess
 import sys
 import tempfile
 import time
 import traceback
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tests.fuzz import runner as fuzz_runner
+from tests.fuzz.runner import Report, worker_line
 
 TARGETS = ("wire", "stream", "pull")
 BASE = b"@BASE@"  # the case's temporary folder, filled in when the case runs
@@ -549,91 +547,17 @@ def worker(seed: int, start: int, stop: int) -> None:
         base = Path(folder)
         for index in range(start, stop):
             status, failure = run_case(case(seed, index), base, runner)
-            print(index, status, base64.b64encode(failure.encode()).decode(), flush=True)
+            worker_line(index, status, failure)
         prepare(base)  # chmod'ed folders: leave nothing the cleanup cannot remove
-
-
-@dataclass
-class Report:
-    cases: int = 0
-    seconds: float = 0.0
-    crashes: dict[int, str] = field(default_factory=dict)
-    hangs: list[int] = field(default_factory=list)
-    outcomes: Counter[str] = field(default_factory=Counter)  # target-ok / target-refused
-    known: dict[str, list[int]] = field(default_factory=dict)  # known bug: its cases
-
-    def kinds(self) -> Counter[str]:
-        return Counter(tb.strip().splitlines()[-1][:120] for tb in self.crashes.values())
-
-    def summary(self) -> str:
-        shown = ", ".join(f"{k} {n}" for k, n in sorted(self.outcomes.items()))
-        lines = [f"{self.cases} cases in {self.seconds:.1f}s: {len(self.crashes)} crashes, "
-                 f"{len(self.hangs)} hangs ({shown})"]  # fmt: skip
-        lines += [f"  {n:5d} × {kind}" for kind, n in self.kinds().most_common()]
-        if self.hangs:
-            lines.append(f"  hangs: cases {self.hangs[:20]}")
-        for bug, indexes in self.known.items():
-            lines.append(f"  known bug, {len(indexes)} cases (first {indexes[:5]}): {bug}")
-        return "\n".join(lines)
-
-
-def known_bug(failure: str, known: dict[str, tuple[str, ...]]) -> str | None:
-    return next((bug for bug, marks in known.items() if all(m in failure for m in marks)), None)
 
 
 def fuzz(cases: int, seed: int, limit: float = 2.0, out: Path | None = None,
          known: dict[str, tuple[str, ...]] | None = None) -> Report:  # fmt: skip
-    """Run ``cases`` cases in a worker; a case over ``limit`` seconds is a hang (the worker
-    is killed and a new one goes on with the next case). Crashes matching ``known``
-    signatures are counted apart, in ``Report.known``."""
-    report = Report(cases=cases)
-    started = time.monotonic()
-    next_index = 0
-    while next_index < cases:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.fuzz.client", "--worker", "--seed", str(seed),
-             "--start", str(next_index), "--cases", str(cases)],
-            stdout=subprocess.PIPE, cwd=Path(__file__).parents[2],
-            env={**os.environ, "PYTHONHASHSEED": "0"},
-        )  # fmt: skip
-        assert proc.stdout is not None
-        selector = selectors.DefaultSelector()
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + limit + 10  # the first case also pays the imports
-        while next_index < cases:
-            if not selector.select(max(0.0, deadline - time.monotonic())):
-                report.hangs.append(next_index)
-                proc.kill()
-                next_index += 1
-                break
-            line = proc.stdout.readline()
-            if not line:  # the worker died (a crash below Python)
-                report.crashes[next_index] = f"worker died with {proc.wait()}"
-                next_index += 1
-                break
-            index, status, *rest = line.decode().split()
-            if status == "crash":
-                failure = base64.b64decode(rest[0]).decode()
-                bug = known_bug(failure, known or {})
-                if bug is None:
-                    report.crashes[int(index)] = failure
-                else:
-                    report.known.setdefault(bug, []).append(int(index))
-            else:
-                report.outcomes[status] += 1
-            next_index = int(index) + 1
-            deadline = time.monotonic() + limit
-        proc.kill()
-        proc.wait()
-        selector.close()
-    report.seconds = time.monotonic() - started
-    if out is not None and (report.crashes or report.hangs or report.known):
+    """Run ``cases`` cases (see tests/fuzz/runner.py); failing inputs go to ``out``."""
+    report = fuzz_runner.fuzz("tests.fuzz.client", cases, seed, limit, known)
+    if out is not None and report.failing():
         out.mkdir(parents=True, exist_ok=True)
-        for index in [
-            *report.crashes,
-            *report.hangs,
-            *(i for cases in report.known.values() for i in cases),
-        ]:
+        for index in report.failing():
             (out / f"case-{seed}-{index}.txt").write_text(repr(case(seed, index)) + "\n")
     return report
 
@@ -678,7 +602,7 @@ def main(argv: list[str] | None = None) -> int:
     print(report.summary())
     for index, tb in sorted(report.crashes.items())[:3]:
         print(f"--- case {index} (replay: --seed {args.seed} --replay {index})\n{tb}")
-    if report.crashes or report.hangs or report.known:
+    if report.failing():
         print(f"failing inputs written to {args.out}")
     return 1 if report.crashes or report.hangs else 0
 

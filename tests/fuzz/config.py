@@ -14,18 +14,15 @@ Failing inputs are written to ``--out`` (default ``/tmp/kubeloop-fuzz``) for rep
 from __future__ import annotations
 
 import argparse
-import base64
 import os
 import random
-import selectors
-import subprocess
 import sys
 import tempfile
-import time
 import traceback
-from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.fuzz import runner as fuzz_runner
+from tests.fuzz.runner import Report, worker_line
 
 SEEDS = [
     b"name: shop\nartifacts:\n  - image: web\n    context: web\nmanifests:\n"
@@ -225,74 +222,15 @@ def worker(seed: int, start: int, stop: int) -> None:
             # Every other case also applies an environment's overrides (the seeds' name).
             environment = "staging" if index % 2 else None
             status, failure = run_case(case(seed, index), path, environment)
-            print(index, status, base64.b64encode(failure.encode()).decode(), flush=True)
-
-
-@dataclass
-class Report:
-    cases: int = 0
-    seconds: float = 0.0
-    crashes: dict[int, str] = field(default_factory=dict)
-    hangs: list[int] = field(default_factory=list)
-    outcomes: Counter[str] = field(default_factory=Counter)  # loaded / refused
-
-    def kinds(self) -> Counter[str]:
-        """Crashes by exception type (with the message's head when it has no variable
-        parts worth splitting on)."""
-        return Counter(tb.strip().splitlines()[-1].split(":")[0] for tb in self.crashes.values())
-
-    def summary(self) -> str:
-        lines = [f"{self.cases} cases in {self.seconds:.1f}s: {len(self.crashes)} crashes, "
-                 f"{len(self.hangs)} hangs ({self.outcomes['loaded']} loaded, "
-                 f"{self.outcomes['refused']} refused with kubeloop's error)"]  # fmt: skip
-        lines += [f"  {n:5d} × {kind}" for kind, n in self.kinds().most_common()]
-        if self.hangs:
-            lines.append(f"  hangs: cases {self.hangs[:20]}")
-        return "\n".join(lines)
+            worker_line(index, status, failure)
 
 
 def fuzz(cases: int, seed: int, limit: float = 2.0, out: Path | None = None) -> Report:
-    """Run ``cases`` cases in a worker; a case over ``limit`` seconds is a hang (the worker
-    is killed and a new one goes on with the next case)."""
-    report = Report(cases=cases)
-    started = time.monotonic()
-    next_index = 0
-    while next_index < cases:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.fuzz.config", "--worker", "--seed", str(seed),
-             "--start", str(next_index), "--cases", str(cases)],
-            stdout=subprocess.PIPE, cwd=Path(__file__).parents[2],
-        )  # fmt: skip
-        assert proc.stdout is not None
-        selector = selectors.DefaultSelector()
-        selector.register(proc.stdout, selectors.EVENT_READ)
-        # The first case also pays the worker's imports.
-        deadline = time.monotonic() + limit + 10
-        while next_index < cases:
-            if not selector.select(max(0.0, deadline - time.monotonic())):
-                report.hangs.append(next_index)
-                proc.kill()
-                next_index += 1
-                break
-            line = proc.stdout.readline()
-            if not line:  # the worker died (a crash below Python)
-                report.crashes[next_index] = f"worker died with {proc.wait()}"
-                next_index += 1
-                break
-            index, status, *rest = line.decode().split()
-            if status == "crash":
-                report.crashes[int(index)] = base64.b64decode(rest[0]).decode()
-            else:
-                report.outcomes[status] += 1
-            next_index = int(index) + 1
-            deadline = time.monotonic() + limit
-        proc.kill()
-        proc.wait()
-        selector.close()
-    report.seconds = time.monotonic() - started
-    if out is not None and (report.crashes or report.hangs):
+    """Run ``cases`` cases (see tests/fuzz/runner.py); failing inputs go to ``out``."""
+    report = fuzz_runner.fuzz("tests.fuzz.config", cases, seed, limit)
+    if out is not None and report.failing():
         out.mkdir(parents=True, exist_ok=True)
-        for index in [*report.crashes, *report.hangs]:
+        for index in report.failing():
             (out / f"case-{seed}-{index}.yaml").write_bytes(case(seed, index))
     return report
 
@@ -315,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
         worker(args.seed, args.start, args.cases)
         return 0
     report = fuzz(args.cases, args.seed, args.limit, args.out)
-    print(report.summary())
+    print(report.summary(kind=lambda line: line.split(":")[0]))
     for index, tb in sorted(report.crashes.items())[:3]:
         print(f"--- case {index} (replay: --seed {args.seed} --show {index})\n{tb}")
     if report.crashes or report.hangs:

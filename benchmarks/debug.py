@@ -34,16 +34,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from kubeloop.agent import cluster_agent_image
 from kubeloop.build import build_and_push, ensure_docker_engine
 from kubeloop.cluster import ClusterInfo, get_cluster, seed_base_image
-from kubeloop.config import SyncSpec
 from kubeloop.core import kubectl_command, wait_until
 from kubeloop.debug import Debugger, DebugSpec
 from kubeloop.debug._payload import debugpy_folder
 from kubeloop.deploy.apply import ensure_namespace
 from kubeloop.kube import Kube
-from kubeloop.sync.devmode import inject_supervisor
 
 ROOT = Path(__file__).parents[1]
 NAMESPACE = "bench-debug"
@@ -80,27 +77,8 @@ async def setup(kube: Kube, info: ClusterInfo) -> None:
     in a new namespace (one left by an interrupted run goes first)."""
     await drop_namespace(kube)
     await ensure_namespace(kube, NAMESPACE)
-    deployment = test_debug.workload(NAMESPACE)
-    spec = SyncSpec.model_validate({"selector": {"app": "web"}, "src": ".", "dest": "/app",
-                                    "restart": "process"})  # fmt: skip
-    await inject_supervisor([deployment], [spec], await cluster_agent_image(info), info.registry)
-    objects = [
-        {"apiVersion": "v1", "kind": "ConfigMap",
-         "metadata": {"name": "code", "namespace": NAMESPACE},
-         "data": {"server.py": test_debug.SERVER}},
-        deployment,
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": NAMESPACE},
-         "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8000}]}},
-        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client", "namespace": NAMESPACE},
-         "spec": {"terminationGracePeriodSeconds": 0,
-                  "containers": [{"name": "c", "image": "python:3.11-slim",
-                                  "command": ["sleep", "infinity"]}]}},
-    ]  # fmt: skip
-    for obj in objects:
-        await kube.apply(obj)
-    await kube.wait_for(f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/web",
-                        lambda d: d.get("status", {}).get("readyReplicas") == 1, "web", 180)  # fmt: skip
-    await kube.wait_pod_running(NAMESPACE, "client", 120)
+    await test_debug.run_supervised(kube, info, NAMESPACE, test_debug.workload(NAMESPACE),
+                                    {"server.py": test_debug.SERVER})  # fmt: skip
 
 
 async def drop_namespace(kube: Kube) -> None:

@@ -62,18 +62,20 @@ def workload(namespace: str, name: str = "web") -> dict[str, Any]:
                                                "name": "code"}}]}}}}  # fmt: skip
 
 
-@pytest.fixture
-async def app(kube: Kube, cluster: ClusterInfo, namespace: str) -> AsyncIterator[str]:
-    """A Python web service under kubeloop's supervisor (as dev mode runs it), and a
-    client pod."""
-    deployment = workload(namespace)
+async def run_supervised(
+    kube: Kube,
+    cluster: ClusterInfo,
+    namespace: str,
+    deployment: dict[str, Any],
+    code: dict[str, str] | None,
+) -> None:
+    """``deployment`` under kubeloop's supervisor (as dev mode runs it), ``code`` as the
+    ConfigMap it mounts at /app, its Service ``web`` and an idle client pod, all running."""
     spec = SyncSpec.model_validate({"selector": {"app": "web"}, "src": ".", "dest": "/app",
                                     "restart": "process"})  # fmt: skip
     await inject_supervisor([deployment], [spec], await cluster_agent_image(cluster),
                             cluster.registry)  # fmt: skip
     objects = [
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "code", "namespace": namespace},
-         "data": {"server.py": SERVER}},
         deployment,
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": namespace},
          "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8000}]}},
@@ -81,11 +83,20 @@ async def app(kube: Kube, cluster: ClusterInfo, namespace: str) -> AsyncIterator
          "spec": {"terminationGracePeriodSeconds": 0,
                   "containers": [{"name": "c", "image": "python:3.11-slim", "command": ["sleep", "3600"]}]}},
     ]  # fmt: skip
+    if code is not None:
+        objects.insert(0, {"apiVersion": "v1", "kind": "ConfigMap",
+                           "metadata": {"name": "code", "namespace": namespace}, "data": code})  # fmt: skip
     for obj in objects:
         await kube.apply(obj)
     await kube.wait_for(f"/apis/apps/v1/namespaces/{namespace}/deployments/web",
                         lambda d: d.get("status", {}).get("readyReplicas") == 1, "web", 120)  # fmt: skip
     await kube.wait_pod_running(namespace, "client", 90)
+
+
+@pytest.fixture
+async def app(kube: Kube, cluster: ClusterInfo, namespace: str) -> AsyncIterator[str]:
+    """A Python web service under kubeloop's supervisor, and a client pod."""
+    await run_supervised(kube, cluster, namespace, workload(namespace), {"server.py": SERVER})
     yield namespace
 
 
@@ -214,21 +225,7 @@ async def test_go_in_a_distroless_image_stops_at_a_breakpoint_through_delve(
     container.update(image=await distroless_go_image(cluster, tmp_path), command=["/server"])
     container.pop("volumeMounts")
     deployment["spec"]["template"]["spec"].pop("volumes")
-    spec = SyncSpec.model_validate({"selector": {"app": "web"}, "src": ".", "dest": "/app",
-                                    "restart": "process"})  # fmt: skip
-    await inject_supervisor([deployment], [spec], await cluster_agent_image(cluster),
-                            cluster.registry)  # fmt: skip
-    client = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client", "namespace": namespace},
-              "spec": {"terminationGracePeriodSeconds": 0,
-                       "containers": [{"name": "c", "image": "python:3.11-slim",
-                                       "command": ["sleep", "3600"]}]}}  # fmt: skip
-    service = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": namespace},
-               "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8000}]}}  # fmt: skip
-    for obj in (deployment, service, client):
-        await kube.apply(obj)
-    await kube.wait_for(f"/apis/apps/v1/namespaces/{namespace}/deployments/web",
-                        lambda d: d.get("status", {}).get("readyReplicas") == 1, "web", 120)  # fmt: skip
-    await kube.wait_pod_running(namespace, "client", 90)
+    await run_supervised(kube, cluster, namespace, deployment, None)
     assert await eventually(lambda: get(env, namespace, 5), 60, 0.5) == '{"total": 45}'
 
     debugger = Debugger(kube, cluster, DebugSpec("web", namespace, local_port=0))
@@ -328,25 +325,7 @@ async def test_node_stops_at_a_breakpoint_through_its_inspector(
     deployment = workload(namespace)
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     container.update(image="node:18-slim", command=["node", "/app/server.js"])
-    spec = SyncSpec.model_validate({"selector": {"app": "web"}, "src": ".", "dest": "/app",
-                                    "restart": "process"})  # fmt: skip
-    await inject_supervisor([deployment], [spec], await cluster_agent_image(cluster),
-                            cluster.registry)  # fmt: skip
-    objects = [
-        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "code", "namespace": namespace},
-         "data": {"server.js": NODE_SERVER}},
-        deployment,
-        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": namespace},
-         "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8000}]}},
-        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client", "namespace": namespace},
-         "spec": {"terminationGracePeriodSeconds": 0,
-                  "containers": [{"name": "c", "image": "python:3.11-slim", "command": ["sleep", "3600"]}]}},
-    ]  # fmt: skip
-    for obj in objects:
-        await kube.apply(obj)
-    await kube.wait_for(f"/apis/apps/v1/namespaces/{namespace}/deployments/web",
-                        lambda d: d.get("status", {}).get("readyReplicas") == 1, "web", 120)  # fmt: skip
-    await kube.wait_pod_running(namespace, "client", 90)
+    await run_supervised(kube, cluster, namespace, deployment, {"server.js": NODE_SERVER})
     assert await eventually(lambda: get(env, namespace, 5), 60, 0.5) == '{"total":45}'
 
     debugger = Debugger(kube, cluster, DebugSpec("web", namespace, local_port=0))

@@ -517,9 +517,29 @@ def reset(config_path: Path | None, environment: str | None, cluster: str | None
 @click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--name", help="Project name (default: the folder's name).")
 @click.option("--port", type=int, help="Port the service listens on (default per language).")
-def init(directory: Path, name: str | None, port: int | None) -> None:
+@click.option("--compose", "compose", is_flag=False, flag_value="", default=None,
+              metavar="[FILE]", help="Translate a docker-compose project (default: "
+              "compose.yaml or docker-compose.yml, with its override file).")  # fmt: skip
+@click.option("--helm", is_flag=True, help="With --compose: a small Helm chart, not raw YAML.")
+def init(directory: Path, name: str | None, port: int | None, compose: str | None,
+         helm: bool) -> None:  # fmt: skip
     """Detect a Python, Node or Go service and write a Dockerfile, manifests and
-    kubeloop.yaml (existing files are never overwritten)."""
+    kubeloop.yaml; or, with --compose, translate a docker-compose project (existing files
+    are never overwritten)."""
+    if compose is not None:
+        from kubeloop.compose import InitResult, init_from_compose, print_result
+
+        if port is not None:
+            raise click.UsageError("--port is for a single service; with --compose the "
+                                   "ports come from the compose file")  # fmt: skip
+
+        async def translate() -> InitResult:
+            return init_from_compose(directory, compose or None, name, helm)
+
+        print_result(_run(translate()))
+        return
+    if helm:
+        raise click.UsageError("--helm goes with --compose")
     from kubeloop.init import init_project
 
     async def action() -> list[Path]:

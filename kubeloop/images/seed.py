@@ -56,10 +56,87 @@ _GOLANG = SeedRecipe(
         "ln -sf /usr/lib/go-1.19/bin/gofmt /usr/local/bin/gofmt",
     ),
 )
+# Service images for compose projects (`image: redis:7`), with the entry points of the
+# official images reduced to what compose files rely on.
+_REDIS_ENTRYPOINT = """#!/bin/sh
+set -e
+case "$1" in -*|*.conf) set -- redis-server "$@" ;; esac
+# As the official image: reachable from other containers when no password is set.
+if [ "$1" = redis-server ]; then
+  case " $* " in *" --protected-mode "*) ;; *) set -- "$@" --protected-mode no ;; esac
+fi
+exec "$@"
+"""
+_REDIS = SeedRecipe(
+    ("redis-server",),
+    ImageConfig(cmd=["redis-server"], entrypoint=["docker-entrypoint.sh"], workdir="/data"),
+    fixups=(
+        f"cat > /usr/local/bin/docker-entrypoint.sh <<'EOF'\n{_REDIS_ENTRYPOINT}EOF",
+        "chmod 755 /usr/local/bin/docker-entrypoint.sh && mkdir -p /data",
+    ),
+)
+_POSTGRES_ENTRYPOINT = """#!/bin/bash
+set -e
+PGDATA="${PGDATA:-/var/lib/postgresql/data}"
+if [ "${1:0:1}" = - ]; then set -- postgres "$@"; fi
+if [ "$1" = postgres ] && [ "$(id -u)" = 0 ]; then
+  mkdir -p "$PGDATA" /var/run/postgresql
+  chown -R postgres:postgres "$PGDATA" /var/run/postgresql
+  chmod 700 "$PGDATA"
+  exec runuser -u postgres -- "$0" "$@"
+fi
+if [ "$1" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
+  POSTGRES_USER="${POSTGRES_USER:-postgres}"
+  POSTGRES_DB="${POSTGRES_DB:-$POSTGRES_USER}"
+  method="${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}"
+  if [ -z "$POSTGRES_PASSWORD" ] && [ "$method" != trust ]; then
+    echo "error: set POSTGRES_PASSWORD (or POSTGRES_HOST_AUTH_METHOD=trust)" >&2
+    exit 1
+  fi
+  pwfile="$(mktemp)"
+  printf '%s' "${POSTGRES_PASSWORD:-postgres}" > "$pwfile"
+  initdb -U "$POSTGRES_USER" --pwfile="$pwfile" -D "$PGDATA" --auth-local=trust >/dev/null
+  rm -f "$pwfile"
+  echo "host all all all $method" >> "$PGDATA/pg_hba.conf"
+  echo "listen_addresses = '*'" >> "$PGDATA/postgresql.conf"
+  if [ "$POSTGRES_DB" != postgres ]; then
+    # A socket folder of its own: health checks must not find the server before it is done.
+    postgres -D "$PGDATA" -c listen_addresses= -c unix_socket_directories=/tmp &
+    pid=$!
+    until pg_isready -q -h /tmp; do sleep 0.2; done
+    psql -q -h /tmp -U "$POSTGRES_USER" -d postgres -v ON_ERROR_STOP=1 \\
+      -c "CREATE DATABASE \\"$POSTGRES_DB\\""
+    kill "$pid"
+    wait "$pid" || true
+  fi
+  echo "database initialised in $PGDATA"
+fi
+exec "$@"
+"""
+_POSTGRES = SeedRecipe(
+    ("postgresql-15",),
+    ImageConfig(
+        cmd=["postgres"],
+        entrypoint=["docker-entrypoint.sh"],
+        env={"PATH": "/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:"
+                     "/usr/bin:/sbin:/bin", "PGDATA": "/var/lib/postgresql/data",
+             "LANG": "C.UTF-8"},
+    ),
+    fixups=(
+        f"cat > /usr/local/bin/docker-entrypoint.sh <<'EOF'\n{_POSTGRES_ENTRYPOINT}EOF",
+        "chmod 755 /usr/local/bin/docker-entrypoint.sh",
+        # The package's own cluster (made by its postinst) is not the image's.
+        "rm -rf /var/lib/postgresql/15 /etc/postgresql/15",
+    ),
+)
 SEED_RECIPES: dict[str, SeedRecipe] = {
     "node:18-slim": _NODE,
     "node:18": _NODE,
     "golang:1.19": _GOLANG,
+    "redis:7": _REDIS,
+    "redis:7-bookworm": _REDIS,
+    "postgres:15": _POSTGRES,
+    "postgres:15-bookworm": _POSTGRES,
     "debian:bookworm-slim": _DEBIAN,
     "debian:bookworm": _DEBIAN,
     "debian:12-slim": _DEBIAN,
@@ -214,3 +291,9 @@ async def tag_in_docker(reference: str, name: str, quiet: bool = False) -> None:
     with ui.step(f"tagging {name} in the local Docker engine", quiet):
         await run(["docker", "pull", "-q", reference], timeout=300)
         await run(["docker", "tag", reference, name])
+
+
+async def rootfs_layer(name: str, recipe: SeedRecipe, quiet: bool = False) -> Layer:
+    """The cached layer of ``recipe`` stored under ``name``, made once from Debian
+    packages (kubeloop's own images, e.g. the in-cluster builder's, start from one)."""
+    return _cached_layer(name) or await build_rootfs_layer(name, recipe, quiet)

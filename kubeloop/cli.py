@@ -584,9 +584,9 @@ def config_check(config_path: Path | None, environment: str | None) -> None:
 @click.option("--container", "-c", help="Default: the pod's first container.")
 @click.option("--port", "local_port", type=int,
               help="Local port the IDE attaches to (default: the language's usual one, "
-              "5678 Python, 9229 Node, 2345 Go; 0: any free one).")  # fmt: skip
+              "5678 Python, 9229 Node, 2345 Go, 5005 JVM; 0: any free one).")  # fmt: skip
 @click.option("--lang", "language", default="auto", show_default=True,
-              type=click.Choice(["auto", "python", "node", "go"]),
+              type=click.Choice(["auto", "python", "node", "go", "jvm"]),
               help="The app's language (auto: from its command).")  # fmt: skip
 @click.option(
     "--map",
@@ -606,7 +606,7 @@ def debug(workload: str, namespace: str | None, container: str | None,
           config_path: Path | None, environment: str | None,
           cluster: str | None) -> None:  # fmt: skip
     """Debug WORKLOAD's process where it runs: the debugger (Python: debugpy, Go: Delve,
-    Node: its inspector) is brought into the container (no rebuild), the app restarts
+    Node: its inspector, JVM: JDWP) is brought into the container (no rebuild), the app restarts
     under it in place, and its port is forwarded here for your IDE (a VS Code
     launch.json entry is printed; --write merges it into .vscode/launch.json). Ctrl-C
     removes it again. The container must run under kubeloop's supervisor ('kubeloop dev'

@@ -41,12 +41,15 @@ def path_mappings(
 def vscode_config(name: str, port: int, mappings: list[tuple[str, str]],
                   language: str = "python") -> dict[str, object]:  # fmt: skip
     """A VS Code launch.json entry that attaches to the forwarded port (Python: the
-    debugpy extension; Node: the built-in js-debug; Go: the Go extension's Delve DAP)."""
+    debugpy extension; Node: the built-in js-debug; Go: the Go extension's Delve DAP;
+    JVM: the Java extension's JDWP attach)."""
     entry: dict[str, object] = {"name": f"kubeloop: {name}", "request": "attach"}
     if language == "node":
         local, remote = mappings[0] if mappings else ("${workspaceFolder}", "/app")
         return {**entry, "type": "node", "address": "127.0.0.1", "port": port,
                 "localRoot": local, "remoteRoot": remote, "restart": True}  # fmt: skip
+    if language == "jvm":  # the Java extension's attach; sources come from the project
+        return {**entry, "type": "java", "hostName": "127.0.0.1", "port": port}
     if language == "go":
         return {**entry, "type": "go", "mode": "remote", "host": "127.0.0.1", "port": port,
                 "substitutePath": [{"from": local, "to": remote} for local, remote in mappings]}  # fmt: skip

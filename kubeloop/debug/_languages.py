@@ -1,4 +1,4 @@
-"""What differs between the languages ``kubeloop debug`` handles: how the app's command
+"""What differs between the languages ``kubeloop debug`` handles (Python, Node, Go, JVM): how the app's command
 shows the language, the debugger's port in the pod, and the pod log lines that say the
 debugger listens or did not start (the supervisor starts it: agent/src/debugger.go)."""
 
@@ -27,13 +27,15 @@ NODE = Language("node", 9229, "node", "Debugger listening on ws://",
                 ("Starting inspector on",))  # fmt: skip
 GO = Language("go", 2345, "go", "API server listening at:",
               ("kubeloop debug: delve not started", "could not launch process"))  # fmt: skip
-LANGUAGES = {language.name: language for language in (PYTHON, NODE, GO)}
+JVM = Language("jvm", 5005, "jvm", "Listening for transport dt_socket at address:",
+               ("ERROR: transport error", "FATAL ERROR in native method: JDWP"))  # fmt: skip
+LANGUAGES = {language.name: language for language in (PYTHON, NODE, GO, JVM)}
 
 SHELLS = {"sh", "bash", "dash", "ash", "zsh"}
 PYTHON_LAUNCHERS = {"uvicorn", "gunicorn", "flask", "django-admin", "celery", "hypercorn",
                     "daphne", "pytest", "fastapi"}  # fmt: skip
 NODE_WRAPPERS = {"npm", "npx", "yarn", "pnpm", "nodemon", "ts-node"}
-JVM = {"java", "mvn", "gradle", "gradlew", "./gradlew", "./mvnw"}
+JVM_BUILD_TOOLS = {"mvn", "mvnw", "gradle", "gradlew"}
 
 
 def app_command(command: list[str]) -> list[str]:
@@ -71,9 +73,14 @@ def detect(command: list[str]) -> Language:
             "start the app with 'node' directly in the command, or pass --lang node "
             "if only one Node process runs",
         )
-    if base in JVM:
-        raise KubeloopError("kubeloop debug does not attach to the JVM yet",
-                            "add -agentlib:jdwp=... to JAVA_TOOL_OPTIONS by hand")  # fmt: skip
+    if base == "java":
+        return JVM
+    if base in JVM_BUILD_TOOLS:
+        raise KubeloopError(
+            f"the app starts through {base}, a JVM itself: its debug agent would take the "
+            "debug port before the app's",
+            "start the app with 'java' directly in the command, or pass --lang jvm",
+        )
     return GO
 
 

@@ -6,7 +6,7 @@ be reachable from the cluster's network):
   with pip and cached) and a sitecustomize that starts it when the app starts;
 - Go: Delve, built once from its Go module as a static binary for the pod's architecture
   (it runs in distroless images) and cached;
-- Node: nothing; its inspector is built in."""
+- Node and the JVM: nothing; their inspector and JDWP agent are built in."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``kubeloop debug``: a debugger in a running container (Python: debugpy; Go: Delve;
-Node: its inspector), forwarded to this machine, no image rebuild.
+Node: its inspector; JVM: JDWP), forwarded to this machine, no image rebuild.
 
 The container must run under kubeloop's supervisor (dev mode: a sync rule with
 ``restart: process``), which restarts the app in place. kubeloop's agent writes the
@@ -51,7 +51,8 @@ READY_TIMEOUT = 30.0
 HINTS = {
     "python": "the image needs CPython 3.8+, and the app must start with python",
     "node": "the app must start with node, and nothing else in it may take port 9229",
-    "go": "the app must be a Go program; pass --lang python or node if it is not",
+    "go": "the app must be a Go program; pass --lang python, node or jvm if it is not",
+    "jvm": "the app must start with java, and nothing else in it may take port 5005",
 }
 
 

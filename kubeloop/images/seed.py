@@ -129,6 +129,11 @@ _POSTGRES = SeedRecipe(
         "rm -rf /var/lib/postgresql/15 /etc/postgresql/15",
     ),
 )
+_JRE = SeedRecipe(
+    ("openjdk-17-jre-headless", "ca-certificates"),
+    ImageConfig(cmd=["bash"], env={"LANG": "C.UTF-8", "JAVA_HOME": "/opt/java/openjdk"}),
+    fixups=("mkdir -p /opt/java && ln -s /usr/lib/jvm/java-17-openjdk-* /opt/java/openjdk",),
+)
 SEED_RECIPES: dict[str, SeedRecipe] = {
     "node:18-slim": _NODE,
     "node:18": _NODE,
@@ -137,6 +142,7 @@ SEED_RECIPES: dict[str, SeedRecipe] = {
     "redis:7-bookworm": _REDIS,
     "postgres:15": _POSTGRES,
     "postgres:15-bookworm": _POSTGRES,
+    "eclipse-temurin:17-jre": _JRE,
     "debian:bookworm-slim": _DEBIAN,
     "debian:bookworm": _DEBIAN,
     "debian:12-slim": _DEBIAN,

@@ -6,6 +6,7 @@ request completes. Ending the session removes the debugger; bad input changes no
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import os
@@ -29,6 +30,7 @@ from kubeloop.proc import run
 from kubeloop.sync.devmode import inject_supervisor
 from tests.integration.conftest import Env, eventually, kubectl
 from tests.integration.dap import Dap
+from tests.integration.jdwp import Jdwp
 
 SERVER = """\
 import http.server, json
@@ -403,3 +405,70 @@ async def test_a_killed_session_is_undone_by_the_agent(
     assert await eventually(undone, 30, 0.2)
     assert asyncio.get_running_loop().time() - killed < 30
     assert await eventually(lambda: get(env, app, 5), 30, 0.5) == '{"total": 45}'
+
+
+JAVA_SERVER = """\
+import com.sun.net.httpserver.HttpServer;
+import java.net.InetSocketAddress;
+
+public class Server {
+    public static void main(String[] args) throws Exception {
+        HttpServer server = HttpServer.create(new InetSocketAddress(8000), 0);
+        server.createContext("/", exchange -> {
+            int total = 0;
+            for (int i = 0; i < 10; i++) total += i;
+            byte[] body = ("{\\"total\\": " + total + "}").getBytes();
+            exchange.sendResponseHeaders(200, body.length);
+            exchange.getResponseBody().write(body);
+            exchange.close();
+        });
+        server.start();
+    }
+}
+"""
+JAVA_BREAK_LINE = 10  # byte[] body = ...: `total` is set by then
+
+
+async def test_the_jvm_stops_at_a_breakpoint_through_jdwp(
+    kube: Kube, cluster: ClusterInfo, cluster_name: str, namespace: str, env: Env, tmp_path: Path
+) -> None:
+    await seed_base_image("eclipse-temurin:17-jre", cluster_name, quiet=True)
+    (tmp_path / "Server.java").write_text(JAVA_SERVER)
+    await run(["javac", "-g", "--release", "17", "Server.java"], cwd=tmp_path, timeout=120)
+    classes = {p.name: base64.b64encode(p.read_bytes()).decode() for p in tmp_path.glob("*.class")}
+    await kube.apply({"apiVersion": "v1", "kind": "ConfigMap",
+                      "metadata": {"name": "code", "namespace": namespace},
+                      "binaryData": classes})  # fmt: skip
+    deployment = workload(namespace)
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    container.update(image="eclipse-temurin:17-jre", command=["java", "-cp", "/app", "Server"])
+    await run_supervised(kube, cluster, namespace, deployment, None)
+    assert await eventually(lambda: get(env, namespace, 5), 60, 0.5) == '{"total": 45}'
+
+    debugger = Debugger(kube, cluster, DebugSpec("web", namespace, local_port=0))
+    task = asyncio.create_task(debugger.run())
+    try:
+        await asyncio.wait_for(debugger.ready.wait(), 90)
+        assert debugger.language is not None and debugger.language.name == "jvm"
+        # The JDWP agent listens before main() runs: once the app answers, Server is loaded.
+        assert await eventually(lambda: get(env, namespace, 5), 60, 0.5) == '{"total": 45}'
+        jdwp = await Jdwp.connect(debugger.local_port)
+        try:
+            assert (await jdwp.version()).startswith("17")
+            server = await jdwp.class_id("LServer;")
+            handler = await jdwp.method_id(server, "lambda$main$0")
+            placed = await jdwp.break_at(server, handler, JAVA_BREAK_LINE)
+            request = asyncio.create_task(get(env, namespace))
+            hit, thread = await jdwp.breakpoint_hit(60)
+            assert hit == placed
+            assert await jdwp.local_int(server, handler, thread, "total") == 45
+            assert not request.done()  # held at the breakpoint
+            await jdwp.resume()
+            assert await asyncio.wait_for(request, 30) == '{"total": 45}'
+        finally:
+            await jdwp.close()
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    assert await eventually(lambda: get(env, namespace, 5), 30, 0.5) == '{"total": 45}'

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from kubeloop.debug._ide import vscode_config
-from kubeloop.debug._languages import GO, NODE, PYTHON, app_command, detect, language
+from kubeloop.debug._languages import GO, JVM, NODE, PYTHON, app_command, detect, language
 from kubeloop.debug._session import app_argv
 from kubeloop.errors import KubeloopError
 from kubeloop.sync.devmode import AGENT
@@ -20,6 +20,8 @@ from kubeloop.sync.devmode import AGENT
         (["sh", "-c", "exec python -u main.py"], PYTHON),
         (["/bin/bash", "-c", "PORT=8000 env DEBUG=1 node index.js"], NODE),
         (["node", "--enable-source-maps", "dist/main.js"], NODE),
+        (["java", "-jar", "/app/app.jar"], JVM),
+        (["/opt/java/openjdk/bin/java", "-cp", "/app", "Server"], JVM),
         (["/server"], GO),
         (["/app/bin/api", "--listen", ":8080"], GO),
     ],
@@ -31,8 +33,8 @@ def test_the_language_comes_from_the_command(command: list[str], expected: objec
 def test_wrappers_and_unsupported_runtimes_are_explained() -> None:
     with pytest.raises(KubeloopError, match="start the app with 'node' directly"):
         detect(["npm", "start"])
-    with pytest.raises(KubeloopError, match="JVM"):
-        detect(["java", "-jar", "app.jar"])
+    with pytest.raises(KubeloopError, match="start the app with 'java' directly"):
+        detect(["./mvnw", "spring-boot:run"])
     with pytest.raises(KubeloopError, match="pass --lang"):
         detect(["sh", "-c", ""])
 
@@ -62,6 +64,10 @@ def test_ide_entries_per_language() -> None:
     go = vscode_config("web", 2345, mappings, "go")
     assert go["mode"] == "remote" and go["port"] == 2345
     assert go["substitutePath"] == [{"from": "/home/me/web", "to": "/app"}]
+    assert vscode_config("web", 5005, mappings, "jvm") == {
+        "name": "kubeloop: web", "request": "attach", "type": "java",
+        "hostName": "127.0.0.1", "port": 5005,
+    }  # fmt: skip
     python = vscode_config("web", 5678, mappings)
     assert python["type"] == "debugpy"
     assert python["pathMappings"] == [{"localRoot": "/home/me/web", "remoteRoot": "/app"}]

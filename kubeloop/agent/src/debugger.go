@@ -23,6 +23,9 @@ const (
 	// Node: the folder only; the inspector is built in.
 	nodeDebugDir = debugRoot + "/node"
 	nodeInspect  = "--inspect=127.0.0.1:9229"
+	// JVM: the folder only; the JDWP agent is built in.
+	jvmDebugDir = debugRoot + "/jvm"
+	jdwpAgent   = "-agentlib:jdwp=transport=dt_socket,server=y,suspend=n,address=127.0.0.1:5005"
 	// Go: a static Delve, which starts the program and serves DAP and its JSON-RPC API.
 	delve       = debugRoot + "/go/dlv"
 	delveListen = "--listen=127.0.0.1:2345"
@@ -35,6 +38,9 @@ func withDebugger(argv, env []string) ([]string, []string) {
 	}
 	if isDir(nodeDebugDir) {
 		env = prepend(env, "NODE_OPTIONS", nodeInspect, " ")
+	}
+	if isDir(jvmDebugDir) {
+		env = prepend(env, "JAVA_TOOL_OPTIONS", jdwpAgent, " ")
 	}
 	if info, err := os.Stat(delve); err == nil && info.Mode().IsRegular() {
 		if err := goProgram(argv[0], env); err != nil {

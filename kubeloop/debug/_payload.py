@@ -25,8 +25,20 @@ from kubeloop.proc import run
 
 DEBUGPY = "debugpy==1.8.22"
 DELVE = "github.com/go-delve/delve/cmd/dlv@v1.27.2"
-# Only for attaching to a process by pid (gdb, Windows DLLs): not used, 20 MB.
-LEFT_OUT = "debugpy/_vendored/pydevd/pydevd_attach_to_process/"
+# Windows' and macOS's parts of attaching to a process by pid: 20 MB never used in a Linux
+# pod. The folder and its Linux library stay (pydevd warns at start-up without them).
+ATTACH = "debugpy/_vendored/pydevd/pydevd_attach_to_process/"
+LEFT_OUT = (".pdb", ".dll", ".exe", ".dylib")
+
+
+def wanted(member: str) -> bool:
+    if not member.startswith("debugpy/"):
+        return False
+    if not member.startswith(ATTACH):
+        return True
+    rest = member[len(ATTACH) :]
+    return not rest.endswith(LEFT_OUT) and not rest.startswith(("winappdbg/", "windows/"))
+
 
 SITECUSTOMIZE = """\
 # Written by kubeloop debug: starts debugpy in the app, on the pod's loopback only. The
@@ -35,6 +47,9 @@ SITECUSTOMIZE = """\
 import os, sys
 if os.environ.pop("KUBELOOP_DEBUG", None) == "1":
     port = int(os.environ.get("KUBELOOP_DEBUG_PORT", "5678"))
+    # Python 3.11+ freezes some stdlib modules: pydevd warns that breakpoints in them may
+    # be missed, at every start; the app's own code is not frozen.
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     try:
         import debugpy
         debugpy.listen(("127.0.0.1", port))
@@ -47,7 +62,7 @@ if os.environ.pop("KUBELOOP_DEBUG", None) == "1":
 async def debugpy_folder() -> Path:
     """debugpy, unpacked (without the attach-by-pid tools), in the cache."""
     version = DEBUGPY.split("==")[1]
-    folder = cache_dir() / "debug" / f"debugpy-{version}"
+    folder = cache_dir() / "debug" / f"debugpy-{version}-linux"
     if (folder / "debugpy" / "__init__.py").exists():
         return folder
     download = folder.with_name(folder.name + ".download")
@@ -64,7 +79,7 @@ async def debugpy_folder() -> Path:
     shutil.rmtree(unpacked, ignore_errors=True)
     with zipfile.ZipFile(wheel) as archive:
         for member in archive.namelist():
-            if member.startswith("debugpy/") and not member.startswith(LEFT_OUT):
+            if wanted(member):
                 archive.extract(member, unpacked)
     shutil.rmtree(folder, ignore_errors=True)
     unpacked.replace(folder)

@@ -44,6 +44,7 @@ from kubeloop.debug._payload import ensure_payload
 from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube
 from kubeloop.kube.workloads import find_workload, running_pods
+from kubeloop.proc import port_owner
 from kubeloop.sync.devmode import AGENT
 
 DEBUG_ROOT = "/tmp/kubeloop-debug"  # the supervisor looks there (src/debugger.go)
@@ -149,8 +150,8 @@ class Debugger:
         try:
             self._server = await asyncio.start_server(self._forward, "127.0.0.1", port)
         except OSError as exc:
-            raise KubeloopError(f"local port {port} is not free: {exc.strerror}",
-                                "choose another with --port") from exc  # fmt: skip
+            raise KubeloopError(f"local port {port} is not free: in use by {port_owner(port)}",
+                                "choose another with --port (0: any free one)") from exc  # fmt: skip
         self.local_port = self._server.sockets[0].getsockname()[1]
 
     @property

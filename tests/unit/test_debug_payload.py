@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from kubeloop.debug._payload import SITECUSTOMIZE
+from kubeloop.debug._payload import SITECUSTOMIZE, wanted
 
 FAKE_DEBUGPY = """
 import os
@@ -33,3 +33,14 @@ def test_only_the_apps_own_process_starts_a_debugger(tmp_path: Path) -> None:
     env.pop("KUBELOOP_DEBUG")
     subprocess.run([sys.executable, "-c", "pass"], env=env, check=True, timeout=60)
     assert len(listens.read_text().splitlines()) == 1
+
+
+def test_only_windows_and_macos_attach_tools_are_left_out() -> None:
+    attach = "debugpy/_vendored/pydevd/pydevd_attach_to_process/"
+    assert wanted("debugpy/__init__.py")
+    assert wanted(attach + "attach_linux_amd64.so")  # pydevd warns at start without it
+    assert wanted(attach + "add_code_to_python_process.py")
+    for member in ("attach_amd64.pdb", "inject_dll_x86.exe", "attach.dylib", "attach_x86.dll",
+                   "winappdbg/process.py", "windows/attach.cpp"):  # fmt: skip
+        assert not wanted(attach + member), member
+    assert not wanted("debugpy-1.8.22.dist-info/RECORD")

@@ -70,13 +70,20 @@ async def build_artifact(
     if not (context / artifact.dockerfile).exists():
         raise KubeloopError(f"artifact '{artifact.image}': no {artifact.dockerfile} in {context}",
                             "fix 'context' or 'dockerfile' in kubeloop.yaml")  # fmt: skip
-    if shutil.which(artifact.builder) is None:
+    if artifact.builder != "cluster" and shutil.which(artifact.builder) is None:
         raise KubeloopError(f"artifact '{artifact.image}' uses the {artifact.builder} builder, "
                             f"which is not installed",
                             f"install {artifact.builder}, or set builder: in kubeloop.yaml")  # fmt: skip
     image, tag = _reference(config, artifact, registry)
     if await manifest_exists(image):
         return Built(artifact, BuildResult(image, tag, built=False), loop.time() - started)
+    if artifact.builder == "cluster":
+        from kubeloop.build.cluster import build_in_cluster, cluster_of_registry, pod_registry
+
+        cluster = cluster_of_registry(registry)
+        await build_in_cluster(cluster, context, pod_registry(cluster, image), artifact.dockerfile,
+                               artifact.build_args, lambda line: on_line(artifact.image, line))  # fmt: skip
+        return Built(artifact, BuildResult(image, tag, built=True), loop.time() - started)
     if artifact.builder == "docker":
         await ensure_docker_engine(quiet=True)
         await ensure_bases_in_docker(context / artifact.dockerfile, registry)

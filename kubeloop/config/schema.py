@@ -19,7 +19,11 @@ class Artifact(Strict):
     image: str = Field(description="Image name used in the manifests, e.g. 'add'.")
     context: str = Field(".", description="Build context, relative to kubeloop.yaml.")
     dockerfile: str = Field("Dockerfile", description="Dockerfile path inside the context.")
-    builder: Literal["docker", "buildah", "podman"] = "docker"
+    builder: Literal["docker", "buildah", "podman", "cluster"] = Field(
+        "docker",
+        description="docker, buildah or podman on this machine, or cluster: a rootless "
+        "BuildKit pod in the cluster (no container engine needed here).",
+    )
     build_args: dict[str, str] = Field(default_factory=dict, alias="buildArgs")
 
 

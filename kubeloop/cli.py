@@ -279,6 +279,59 @@ def render(config_path: Path | None, environment: str | None, images: bool) -> N
 
 
 @main.command()
+@click.argument("environments", nargs=-1, metavar="[ENV_A ENV_B | ENV --live]")
+@click.option("--live", is_flag=True,
+              help="Compare ENV (default: the project without overrides) with what runs "
+                   "in the cluster now.")  # fmt: skip
+@click.option("--output", "-o", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)  # fmt: skip
+@click.option("--config", "-f", "config_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Path of kubeloop.yaml (default: found from the current folder up).")  # fmt: skip
+@CLUSTER
+def parity(environments: tuple[str, ...], live: bool, output: str, config_path: Path | None,
+           cluster: str | None) -> None:  # fmt: skip
+    """Show what differs between two environments (or an environment and the cluster)
+    in what changes behaviour: images, commands, env, resources, replicas, probes,
+    security, volumes, ConfigMap and Secret keys (Secret values masked), Service ports,
+    Ingress hosts, feature flags. Exit 1 when a difference is not declared in
+    'parity.ignore' of kubeloop.yaml ('parity.ignoreLive' with --live). 'default' names
+    the project without overrides.
+
+    \b
+    kubeloop parity default staging
+    kubeloop parity staging --live -o json
+    """
+    from kubeloop import parity as parity_
+
+    if live and len(environments) > 1:
+        raise click.UsageError("--live compares one environment with the cluster: "
+                               "kubeloop parity [ENV] --live")  # fmt: skip
+    if not live and len(environments) != 2:
+        raise click.UsageError("name two environments (kubeloop parity default staging), or "
+                               "one with --live")  # fmt: skip
+    if live:
+        env = environments[0] if environments else parity_.run.DEFAULT
+        loaded = _guard(lambda: parity_.load_environment(config_path, env))
+
+        async def against_cluster(session: Session) -> parity_.ParityReport:
+            return await parity_.compare_live(session)
+
+        report = _run(_with_session(loaded.path, loaded.environment, cluster, against_cluster))
+    else:
+        report = _run(parity_.compare_environments(config_path, *environments))
+    if output == "json":
+        click.echo(parity_.to_json(report))
+    else:
+        from rich.console import Console
+
+        out = Console(highlight=False)
+        if not out.is_terminal:
+            out.width = max(out.width, 160)  # a CI log: rows whole rather than folded
+        out.print(parity_.table(report))
+    sys.exit(report.exit_code)
+
+
+@main.command()
 @CONFIG
 @ENV
 @CLUSTER
@@ -488,6 +541,36 @@ def bridge(workload: str | None, port: str | None, namespace: str | None,
             await kube.close()
 
     sys.exit(_run(action()))
+
+
+@main.command("test")
+@click.argument("names", nargs=-1)
+@click.option("--keep", is_flag=True, help="Leave the Jobs of 'in: job' entries in place.")
+@click.option("--var", "-e", "env_pairs", multiple=True,
+              help="NAME=VALUE to set in the tests' environment (repeat).")  # fmt: skip
+@click.option("--junit-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Save each entry's JUnit report here as NAME.xml.")  # fmt: skip
+@CONFIG
+@ENV
+@CLUSTER
+def test(names: tuple[str, ...], keep: bool, env_pairs: tuple[str, ...],
+         junit_dir: Path | None, config_path: Path | None, environment: str | None,
+         cluster: str | None) -> None:  # fmt: skip
+    """Run the project's 'test:' entries (NAMES, or all) in the cluster: in a running dev
+    container (in: dev) or as a Job from the built image (in: job), at once, with
+    prefixed output. Exits with the worst entry's code."""
+    from kubeloop.testrun import report, run_project_tests, worst
+
+    env = {}
+    for pair in env_pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.UsageError(f"--var {pair!r} is not NAME=VALUE")
+        env[key] = value
+    results = _run(run_project_tests(config_path, environment, cluster, names, keep=keep,
+                                     env=env, report_dir=junit_dir))  # fmt: skip
+    report(results)
+    sys.exit(worst(results))
 
 
 @main.command()

@@ -3,9 +3,9 @@ JSON Schema for editor completion."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 
 class Strict(BaseModel):
@@ -117,6 +117,66 @@ class BridgeEntry(Strict):
     )
 
 
+class TestEntry(Strict):
+    """A test or lint command run in the cluster (``kubeloop test``; ``on: sync`` also
+    runs it in ``dev`` after each sync)."""
+
+    __test__ = False  # not a pytest test class, whatever its name
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=40)
+    command: list[str] = Field(min_length=1, description="Run in the container, no shell.")
+    in_: Literal["dev", "job"] = Field(
+        "dev",
+        alias="in",
+        description="dev: exec in a running (synced) container of the workload; job: a Job "
+        "from the built image with the workload's env, ConfigMaps and Secrets.",
+    )
+    workload: str = Field(description="KIND/NAME (deployment/web) or a Deployment's NAME.")
+    container: str | None = Field(None, description="Default: the pod's first container.")
+    timeout: float = Field(300, gt=0, le=86400, description="Seconds; then it is killed.")
+    junit: str | None = Field(
+        None,
+        pattern=r"^/",
+        description="JUnit XML file the command writes in the container: read back and "
+        "summarised; a run that executed no test fails.",
+    )
+    env: dict[str, str] = Field(default_factory=dict, description="Set or override variables.")
+    on: Literal["demand", "sync"] = Field(
+        "demand", description="sync: 'kubeloop dev' also runs it after each sync."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _on_key(cls, data: Any) -> Any:
+        # YAML 1.1 reads a bare 'on' key as the boolean true (as GitHub Actions files do).
+        if isinstance(data, dict) and True in data and "on" not in data:
+            data = {("on" if k is True else k): v for k, v in data.items()}
+        return data
+
+
+def _ignore_rule(text: str) -> str:
+    from kubeloop.parity.ignore import IgnoreRule  # at validation time: no import cycle
+
+    IgnoreRule.parse(text)  # its ValueError names the rule and the syntax
+    return text
+
+
+class ParitySettings(Strict):
+    """``kubeloop parity``: the differences between environments that are meant."""
+
+    ignore: list[Annotated[str, AfterValidator(_ignore_rule)]] = Field(
+        default_factory=list,
+        description="Expected differences: 'KIND/NAME: FIELD' (deployment/web: replicas), "
+        "'KIND/NAME' (a whole object) or 'FIELD' (every object); wildcards * ? [] work.",
+    )
+    ignore_live: list[Annotated[str, AfterValidator(_ignore_rule)]] = Field(
+        default_factory=list,
+        alias="ignoreLive",
+        description="With --live: fields the cluster changes by design (an autoscaler's "
+        "'deployment/web: replicas'); same syntax as ignore.",
+    )
+
+
 class DeploySettings(Strict):
     prune: bool = True
     timeout: float = Field(120, gt=0, description="Seconds to wait for the rollout.")
@@ -163,8 +223,12 @@ class Project(Strict):
     bridge: list[BridgeEntry] = Field(
         default_factory=list, description="Workloads run on this machine (kubeloop bridge, dev)."
     )
+    test: list[TestEntry] = Field(
+        default_factory=list, description="Tests and linters run in the cluster (kubeloop test)."
+    )
     deploy: DeploySettings = Field(default_factory=lambda: DeploySettings.model_validate({}))
     dev: DevSettings = Field(default_factory=lambda: DevSettings.model_validate({}))
+    parity: ParitySettings = Field(default_factory=lambda: ParitySettings.model_validate({}))
     environments: dict[str, Environment] = Field(default_factory=dict)
     context: str | None = Field(
         None, description="kubeconfig context (default: kubeloop's cluster)."
@@ -176,6 +240,10 @@ class Project(Strict):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"artifact images must be unique; repeated: {', '.join(duplicates)}")
+        tests = [t.name for t in self.test]
+        repeated = sorted({n for n in tests if tests.count(n) > 1})
+        if repeated:
+            raise ValueError(f"test names must be unique; repeated: {', '.join(repeated)}")
         return self
 
 

@@ -382,14 +382,39 @@ def delete(config_path: Path | None, environment: str | None, cluster: str | Non
 )
 @click.option("--verbose", "-v", is_flag=True,
               help="Print the start-up's timeline: where each phase began and ended.")  # fmt: skip
+@click.option("--ui", "with_ui", is_flag=True,
+              help="Serve a live web dashboard on 127.0.0.1 (its URL, with a token, is printed).")  # fmt: skip
+@click.option("--ui-port", type=click.IntRange(0, 65535),
+              help="The dashboard's port (implies --ui; default: a free one).")  # fmt: skip
+@click.option("--debug", is_flag=True,
+              help="Run each workload that dev mode wraps ('restart: process') under its "
+              "debugger, forwarded here, as 'kubeloop debug' does.")  # fmt: skip
 def dev(config_path: Path | None, environment: str | None, cluster: str | None,
-        cleanup: bool | None, keep: bool | None, verbose: bool) -> None:  # fmt: skip
+        cleanup: bool | None, keep: bool | None, verbose: bool, with_ui: bool,
+        ui_port: int | None, debug: bool) -> None:  # fmt: skip
     """Build, deploy, then watch: rebuild and redeploy what changes, with port-forwards
     and merged logs. Ctrl-C stops."""
     from kubeloop.devloop.dev import run_dev
 
     _run(run_dev(config_path, environment, cluster, cleanup=cleanup, keep=keep,
-                 verbose=verbose))  # fmt: skip
+                 verbose=verbose, ui_port=0 if with_ui and ui_port is None else ui_port,
+                 debug=debug))  # fmt: skip
+
+
+@main.command(name="ui")
+@click.option("--project", "-p", help="The project's dashboard, when several dev sessions run.")
+@click.option("--open", "open_browser", is_flag=True, help="Open it in the default browser.")
+def ui_command(project: str | None, open_browser: bool) -> None:
+    """Print (or open) the web dashboard's URL of a running `kubeloop dev` (one started
+    without --ui opens it now)."""
+    from kubeloop.dashboard import dashboard_url
+
+    url = _run(dashboard_url(project))
+    click.echo(url)
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(url)
 
 
 @main.command()

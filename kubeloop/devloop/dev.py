@@ -26,6 +26,8 @@ from kubeloop.sync.attach import ensure_agent_image
 
 if TYPE_CHECKING:
     from kubeloop.bridge import Bridge
+    from kubeloop.dashboard import Dashboard
+    from kubeloop.debug import Debugger
 
 ALWAYS_IGNORED = {".git", ".venv", "venv", "node_modules", "__pycache__", ".mypy_cache",
                   ".pytest_cache", ".ruff_cache", ".idea", ".vscode"}  # fmt: skip
@@ -55,6 +57,19 @@ class DevLoop:
     syncers: list[Any] = field(default_factory=list)
     guard: Guard | None = None
     rolled_out: asyncio.Event = field(default_factory=asyncio.Event)
+    bridges: list[Bridge] = field(default_factory=list)
+    dashboard: Dashboard | None = None  # see attach_dashboard
+    deploying: asyncio.Lock = field(default_factory=asyncio.Lock)  # a change vs. a button
+    _started: bool = field(default=False, init=False, repr=False)  # syncers made, logs next
+    debug: bool = False  # `dev --debug`: the wrapped workloads run under their debuggers
+    debuggers: dict[str, tuple[asyncio.Task[None], Debugger]] = field(default_factory=dict)
+
+    def attach_dashboard(self, dashboard: Dashboard) -> None:
+        """The web dashboard (kubeloop.dashboard): opened before the start (`dev --ui`),
+        it is wired in at start; opened later (`kubeloop ui`), at once."""
+        self.dashboard = dashboard
+        if self._started:
+            dashboard.start(self)
 
     def affected(self, paths: set[str]) -> tuple[set[str], bool]:
         """(artifacts whose context holds a changed file, whether manifests changed)."""
@@ -91,7 +106,8 @@ class DevLoop:
         if self.session.config.path.as_posix() in changed:
             self.session.config = load(self.session.config.path, self.session.config.environment)
         started = time.monotonic()
-        timings = await self.session.deploy(only=artifacts or set(), quiet=True, dev_mode=True)
+        async with self.deploying:
+            timings = await self.session.deploy(only=artifacts or set(), quiet=True, dev_mode=True)
         iteration = Iteration(sorted(changed), timings.built, time.monotonic() - started,
                               timings.build, timings.rollout)  # fmt: skip
         self.on_iteration(iteration)
@@ -102,8 +118,10 @@ class DevLoop:
         tasks: list[asyncio.Task[Any]] = []
         try:
             await self._start(stop, tasks)
+            await self._debug()
             await self._watch(stop)
         finally:
+            tasks += [task for task, _ in self.debuggers.values()]
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -121,15 +139,21 @@ class DevLoop:
         with ui.step(f"deploying {session.config.project.name} to {session.namespace}") as step:
             await session.apply(objects, timings)  # a stop from here on still undoes it
             self.syncers = session.syncers(ui.info)
+            self._started = True
+            if self.dashboard is not None:
+                self.dashboard.start(self)
+            tasks += self._tests_on_sync()
             tasks.append(asyncio.create_task(LogStreamer(
-                session.kube, session.namespace, session.config.project.name, self.printer
+                session.kube, session.namespace, session.config.project.name,
+                lambda prefix, colour, line: self.printer(prefix, colour, line),  # may change
             ).run()))  # fmt: skip
             tasks += [asyncio.create_task(f.run()) for f in self._forwarders()]
             tasks.append(asyncio.create_task(self._sync_when_ready(stop, tasks)))
             await session.wait(objects, timings, step.detail)
         session.timeline.mark("rolled out")
         self.rolled_out.set()
-        tasks += [asyncio.create_task(self._bridge(b)) for b in session.bridges(ui.info)]
+        self.bridges = session.bridges(ui.info)
+        tasks += [asyncio.create_task(self._bridge(b)) for b in self.bridges]
 
     async def _prepare_with_guard(
         self, tasks: list[asyncio.Task[Any]]
@@ -173,6 +197,18 @@ class DevLoop:
                 waiter.cancel()
         tasks += [asyncio.create_task(syncer.run(stop)) for syncer in self.syncers]
 
+    def _tests_on_sync(self) -> list[asyncio.Task[Any]]:
+        """``test:`` entries with ``on: sync`` run after each sync settles (kubeloop.testrun),
+        their results in dev's output; other listeners of the batches keep theirs."""
+        from kubeloop.testrun import OnSync
+
+        runner = OnSync.for_session(self.session)
+        if runner is None:
+            return []
+        for syncer in self.syncers:
+            syncer.on_batch = runner.after(syncer.on_batch)
+        return [asyncio.create_task(runner.run())]
+
     async def _bridge(self, bridge: Bridge) -> None:
         """A ``bridge:`` entry for as long as dev runs; its command ending or failing is
         reported, and dev goes on."""
@@ -182,6 +218,37 @@ class DevLoop:
                     "its pods have their traffic back")  # fmt: skip
         except KubeloopError as exc:
             ui.warn(f"bridge {bridge.spec.workload}: {exc.message}"
+                    + (f"\n  fix: {exc.hint}" if exc.hint else ""))  # fmt: skip
+
+    async def _debug(self) -> None:
+        """``dev --debug``: every workload dev mode wrapped runs under its language's
+        debugger (kubeloop.debug), forwarded here: the first on the language's usual port,
+        the others on free ones, each kept across restarts of the debugger, which a
+        deploy does (its pods may be new ones)."""
+        if not self.debug:
+            return
+        from kubeloop.debug import Debugger, DebugSpec
+
+        ports: dict[str, int | None] = {}
+        for workload, (task, debugger) in self.debuggers.items():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            ports[workload] = debugger.local_port or None
+        self.debuggers.clear()
+        project, session = self.session.config.project, self.session
+        for index, workload in enumerate(sorted(session.dev_changed)):
+            port = ports.get(workload, None if index == 0 else 0)
+            spec = DebugSpec(workload, session.namespace, local_port=port,
+                             sync=list(project.sync), project_root=session.config.root)  # fmt: skip
+            debugger = Debugger(session.kube, session.cluster, spec, on_event=ui.info)
+            self.debuggers[workload] = (asyncio.create_task(self._debugger(debugger)), debugger)
+
+    async def _debugger(self, debugger: Debugger) -> None:
+        try:
+            await debugger.run()
+        except KubeloopError as exc:
+            ui.warn(f"debug {debugger.spec.workload}: {exc.message}"
                     + (f"\n  fix: {exc.hint}" if exc.hint else ""))  # fmt: skip
 
     async def _watch(self, stop: asyncio.Event) -> None:
@@ -199,6 +266,7 @@ class DevLoop:
                 ui.warn(f"{exc.message}" + (f"\n  fix: {exc.hint}" if exc.hint else ""))
                 continue
             if iteration:
+                await self._debug()  # the pods may be new ones
                 rebuilt = ", ".join(iteration.rebuilt) or "nothing rebuilt"
                 ui.info(f"[green]updated[/green] in {iteration.total:.1f}s ({rebuilt}; "
                         f"kubeloop overhead {iteration.overhead:.2f}s)")  # fmt: skip
@@ -232,9 +300,12 @@ class DevLoop:
 
 async def run_dev(config_path: Path | None, environment: str | None, cluster: str | None, *,
                   cleanup: bool | None = None, keep: bool | None = None,
-                  verbose: bool = False) -> None:  # fmt: skip
+                  verbose: bool = False, ui_port: int | None = None,
+                  debug: bool = False) -> None:  # fmt: skip
     """``kubeloop dev``: open the session, run the loop until stopped, close. With
-    ``verbose``, the start-up's timeline is printed as it happens."""
+    ``verbose``, the start-up's timeline is printed as it happens; with ``ui_port``
+    (0: a free one), the web dashboard runs alongside (without, `kubeloop ui` opens it);
+    with ``debug``, each workload dev mode wraps runs under its debugger."""
     from kubeloop.deploy.timeline import Timeline
     from kubeloop.devloop.session import open_session
 
@@ -249,6 +320,11 @@ async def run_dev(config_path: Path | None, environment: str | None, cluster: st
             session.config.project.dev.cleanup = cleanup
         if keep is not None:
             session.config.project.dev.keep_changes = keep
-        await DevLoop(session).run()
+        from kubeloop.dashboard import dashboard_for
+
+        loop = DevLoop(session, debug=debug)
+        async with dashboard_for(loop, ui_port,
+                                 lambda url: ui.info(f"[bold]dashboard[/bold]: {url}")):  # fmt: skip
+            await loop.run()
     finally:
         await session.close()

@@ -54,6 +54,8 @@ class Session:
     dev_changed: set[str] = field(default_factory=set)  # workloads dev mode wrapped, kind/name
     timeline: Timeline = field(default_factory=Timeline)  # silent unless `dev -v` gives one
     supervised: dict[str, str | None] = field(default_factory=dict)  # see _supervised_image
+    # ("started", [images]), ("done", [Built]), ("failed", ([images], message)): the dashboard
+    on_build: Callable[[str, Any], None] | None = None
 
     @property
     def registry(self) -> str:
@@ -73,8 +75,18 @@ class Session:
 
         timings = Timings()
         started = time.monotonic()
+        images = [a.image for a in self.config.project.artifacts if only is None or a.image in only]
+        if self.on_build is not None:
+            self.on_build("started", images)
         with self.timeline.phase("build: content tags, registry check, builds"):
-            results = await build_all(self.config, self.registry, only, on_line)
+            try:
+                results = await build_all(self.config, self.registry, only, on_line)
+            except KubeloopError as exc:
+                if self.on_build is not None:
+                    self.on_build("failed", (images, exc.message))
+                raise
+        if self.on_build is not None:
+            self.on_build("done", results)
         for built in results:
             self.last_built[built.artifact.image] = built.result.image
             if built.result.built:

@@ -118,9 +118,12 @@ _POSTGRES = SeedRecipe(
     ImageConfig(
         cmd=["postgres"],
         entrypoint=["docker-entrypoint.sh"],
-        env={"PATH": "/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:"
-                     "/usr/bin:/sbin:/bin", "PGDATA": "/var/lib/postgresql/data",
-             "LANG": "C.UTF-8"},
+        env={
+            "PATH": "/usr/lib/postgresql/15/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:"
+            "/usr/bin:/sbin:/bin",
+            "PGDATA": "/var/lib/postgresql/data",
+            "LANG": "C.UTF-8",
+        },
     ),
     fixups=(
         f"cat > /usr/local/bin/docker-entrypoint.sh <<'EOF'\n{_POSTGRES_ENTRYPOINT}EOF",

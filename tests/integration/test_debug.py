@@ -23,6 +23,8 @@ from kubeloop.agent import cluster_agent_image, go_arch
 from kubeloop.cluster import ClusterInfo, seed_base_image
 from kubeloop.config import SyncSpec
 from kubeloop.debug import Debugger, DebugSpec
+from kubeloop.devloop.dev import DevLoop
+from kubeloop.devloop.session import open_session
 from kubeloop.errors import KubeloopError
 from kubeloop.images.registry import ImageConfig, push_files
 from kubeloop.kube import Kube
@@ -31,6 +33,7 @@ from kubeloop.sync.devmode import inject_supervisor
 from tests.integration.conftest import Env, eventually, kubectl
 from tests.integration.dap import Dap
 from tests.integration.jdwp import Jdwp
+from tests.integration.test_core_loop import copy_example
 
 SERVER = """\
 import http.server, json
@@ -472,3 +475,48 @@ async def test_the_jvm_stops_at_a_breakpoint_through_jdwp(
         with pytest.raises(asyncio.CancelledError):
             await task
     assert await eventually(lambda: get(env, namespace, 5), 30, 0.5) == '{"total": 45}'
+
+
+async def test_dev_debug_runs_the_app_under_its_debugger_across_a_rebuild(
+    tmp_path: Path, namespace: str, docker_engine: None, cluster_name: str
+) -> None:
+    """`kubeloop dev --debug` on the add example: the debugger answers an IDE; a rebuild
+    replaces the pod and the debugger follows, on the same local port."""
+    folder = copy_example("add", tmp_path, namespace)
+    config = folder / "kubeloop.yaml"
+    config.write_text(config.read_text().replace("localPort: 8000", "localPort: 0"))
+    session = await open_session(config, cluster=cluster_name)
+    session.config.project.dev.cleanup = True
+    loop = DevLoop(session, printer=lambda *_: None, debug=True)
+    stop = asyncio.Event()
+    task = asyncio.create_task(loop.run(stop))
+
+    async def attached() -> tuple[str, int]:
+        """(pod, local port) of the debugger, once an IDE's attach got `initialized`."""
+        _, debugger = loop.debuggers["deployment/add"]
+        await asyncio.wait_for(debugger.ready.wait(), 5)
+        dap = await Dap.connect(debugger.local_port)
+        try:
+            await dap.request("initialize", adapterID="debugpy", clientID="kubeloop-test",
+                              linesStartAt1=True, columnsStartAt1=True, pathFormat="path")  # fmt: skip
+            dap.send("attach", justMyCode=False)
+            await dap.event("initialized", 10)
+        finally:
+            await dap.close()
+        return debugger.pod, debugger.local_port
+
+    try:
+        first_pod, port = await eventually(attached, 120, 0.5)
+        dockerfile = folder / "Dockerfile"
+        dockerfile.write_text(dockerfile.read_text() + f"\nENV BUILD_MARK={namespace}\n")
+
+        async def moved() -> tuple[str, int]:
+            pod, local = await attached()
+            assert pod != first_pod
+            return pod, local
+
+        assert (await eventually(moved, 120, 0.5))[1] == port
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 60)
+        await session.close()

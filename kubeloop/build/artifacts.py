@@ -35,6 +35,8 @@ def repository_for(project: str, image: str) -> str:
 def _build_argv(artifact: Artifact, context: Path, image: str) -> list[str]:
     dockerfile = str(context / artifact.dockerfile)
     args = [f"--build-arg={k}={v}" for k, v in artifact.build_args.items()]
+    if artifact.target:
+        args += ["--target", artifact.target]
     if artifact.builder == "docker":
         return ["docker", "build", "-f", dockerfile, "-t", image, *args, str(context)]
     # buildah and podman: Docker Hub names resolve to the cluster registry via the
@@ -82,7 +84,8 @@ async def build_artifact(
 
         cluster = cluster_of_registry(registry)
         await build_in_cluster(cluster, context, pod_registry(cluster, image), artifact.dockerfile,
-                               artifact.build_args, lambda line: on_line(artifact.image, line))  # fmt: skip
+                               artifact.build_args, lambda line: on_line(artifact.image, line),
+                               target=artifact.target)  # fmt: skip
         return Built(artifact, BuildResult(image, tag, built=True), loop.time() - started)
     if artifact.builder == "docker":
         await ensure_docker_engine(quiet=True)
@@ -110,9 +113,12 @@ async def build_all(
 
 def _reference(config: LoadedConfig, artifact: Artifact, registry: str) -> tuple[str, str]:
     """(reference, tag) for the artifact's current sources: the tag hashes the context,
-    the Dockerfile's name and the build arguments."""
+    the Dockerfile's name, the build arguments and the target stage."""
     context = (config.root / artifact.context).resolve()
-    tag = content_tag(context, artifact.dockerfile + repr(sorted(artifact.build_args.items())))
+    recipe = artifact.dockerfile + repr(sorted(artifact.build_args.items()))
+    if artifact.target:  # (without one, the tags of before targets existed stay valid)
+        recipe += f" --target {artifact.target}"
+    tag = content_tag(context, recipe)
     return f"{registry}/{repository_for(config.project.name, artifact.image)}:{tag}", tag
 
 

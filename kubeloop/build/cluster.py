@@ -555,7 +555,7 @@ class ClusterBuild:
 
 def buildctl_argv(buildctl: Path, address: str, context: Path, dockerfile: Path,
                   reference: str, build_args: Mapping[str, str],
-                  no_cache: bool = False) -> list[str]:  # fmt: skip
+                  no_cache: bool = False, target: str | None = None) -> list[str]:  # fmt: skip
     """The build, as ``buildctl`` arguments (plain progress: the steps, their output,
     what was cached, how much context was sent)."""
     return [
@@ -564,6 +564,7 @@ def buildctl_argv(buildctl: Path, address: str, context: Path, dockerfile: Path,
         "--local", f"context={context}", "--local", f"dockerfile={dockerfile.parent}",
         "--opt", f"filename={dockerfile.name}",
         *(a for k, v in sorted(build_args.items()) for a in ("--opt", f"build-arg:{k}={v}")),
+        *(["--opt", f"target={target}"] if target else []),
         # Docker's manifest types, as the other builders push: kubeloop's registry client
         # asks for them to tell whether a content tag is built already.
         "--output", f"type=image,name={reference},push=true,oci-mediatypes=false",
@@ -581,6 +582,7 @@ async def build_in_cluster(
     namespace: str = NAMESPACE,
     quiet: bool = True,
     no_cache: bool = False,
+    target: str | None = None,
 ) -> ClusterBuild:
     """Build ``context`` with the in-cluster builder and push it as ``reference`` (the
     registry part as the cluster's pods name it)."""
@@ -601,7 +603,7 @@ async def build_in_cluster(
             reference = f"{relay.address}/{repository}:{tag}"
         argv = buildctl_argv(buildctl, builder.address(cluster.context), context,
                              context / dockerfile, reference, build_args or {},
-                             no_cache)  # fmt: skip
+                             no_cache, target)  # fmt: skip
         # The kube-pod:// helper runs `kubectl exec`: kubeloop's kubectl, this cluster.
         kubectl = Path(kubectl_command()).parent
         env = {"KUBECONFIG": cluster.kubeconfig,

@@ -362,7 +362,15 @@ class _Translator:
             for key in sorted(set(args) - set(given)):
                 self.note(compose_name, f"build.args.{key}", "no value in the file (Compose "
                           "takes it from your shell): left out")  # fmt: skip
-            for key in sorted(set(build) - {"context", "dockerfile", "args"}):
+            target = build.get("target")
+            if isinstance(target, str) and re.fullmatch(
+                r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}", target
+            ):
+                artifact["target"] = target
+            elif target is not None:
+                self.note(compose_name, "build.target", f"'{target}' is not a stage name: "
+                          "the image is built to the last stage")  # fmt: skip
+            for key in sorted(set(build) - {"context", "dockerfile", "args", "target"}):
                 self.note(compose_name, f"build.{key}", "not supported by kubeloop's "
                           "artifacts: the image is built without it")  # fmt: skip
         return artifact

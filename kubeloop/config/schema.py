@@ -25,6 +25,12 @@ class Artifact(Strict):
         "BuildKit pod in the cluster (no container engine needed here).",
     )
     build_args: dict[str, str] = Field(default_factory=dict, alias="buildArgs")
+    target: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        max_length=128,
+        description="The stage of a multi-stage Dockerfile to build (default: the last).",
+    )
 
 
 class HelmRelease(Strict):

@@ -13,6 +13,8 @@ import struct
 import tarfile
 from pathlib import Path
 
+import pytest
+
 from kubeloop.build.cluster import (
     RELAY_PORT,
     Progress,
@@ -22,6 +24,7 @@ from kubeloop.build.cluster import (
     top_layer,
 )
 from kubeloop.build.relay import Relay, authorized
+from kubeloop.errors import KubeloopError
 from kubeloop.images.registry import Layer
 
 SUCCESS = """\
@@ -241,3 +244,26 @@ def test_kubeloop_yaml_accepts_the_cluster_builder(tmp_path: Path) -> None:
         assert "cluster" in str(exc)  # the allowed values are listed
     else:
         raise AssertionError("an unknown builder was accepted")
+
+
+def test_a_target_stage_reaches_every_builder_and_the_content_tag(tmp_path: Path) -> None:
+    from kubeloop.build.artifacts import _build_argv, reference_of
+    from kubeloop.config import parse
+
+    argv = buildctl_argv(Path("/bin/buildctl"), "kube-pod://p", Path("/src"),
+                         Path("/src/Dockerfile"), "r:5000/a:t", {}, target="build")  # fmt: skip
+    assert argv[argv.index("target=build") - 1] == "--opt"
+    (tmp_path / "Dockerfile").write_text("FROM debian:bookworm-slim AS build\nFROM build\n")
+    text = "name: p\nartifacts:\n  - image: a\n{extra}manifests: {{raw: [k.yaml]}}\n"
+    plain = parse(text.format(extra=""), tmp_path / "kubeloop.yaml")
+    staged = parse(text.format(extra="    target: build\n"), tmp_path / "kubeloop.yaml")
+    for builder in ("docker", "buildah", "podman"):
+        artifact = staged.project.artifacts[0].model_copy(update={"builder": builder})
+        built = _build_argv(artifact, tmp_path, "r/a:t")
+        assert built[built.index("--target") + 1] == "build", built
+    assert "--target" not in _build_argv(plain.project.artifacts[0], tmp_path, "r/a:t")
+    # Another stage is another image; without a target the tag is the one of before.
+    tags = [asyncio.run(reference_of(c, c.project.artifacts[0], "r")) for c in (plain, staged)]
+    assert tags[0] != tags[1]
+    with pytest.raises(KubeloopError, match="target"):
+        parse(text.format(extra="    target: '-x y'\n"), tmp_path / "kubeloop.yaml")

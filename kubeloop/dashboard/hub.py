@@ -19,7 +19,8 @@ from typing import Any
 Row = dict[str, Any]
 Command = Callable[[str, str], Awaitable[str]]  # (action, target) -> what happened
 
-SECTIONS = ("session", "artifacts", "workloads", "sync", "forwards", "bridges", "tests", "notes")
+SECTIONS = ("session", "artifacts", "workloads", "sync", "forwards", "bridges", "debuggers",
+            "tests", "notes")  # fmt: skip
 MAX_LINE = 4096  # a container's log line is untrusted: longer lines are cut
 MAX_KEY = 253
 

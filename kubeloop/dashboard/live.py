@@ -150,7 +150,8 @@ class Dashboard:
                         {**row, "pods": sorted(syncer.pods), "initial_files": initial})  # fmt: skip
 
     async def _follow_loop(self, loop: DevLoop, interval: float = 0.25) -> None:
-        """Port-forwards, sync attachments and bridges: read from the loop's objects."""
+        """Port-forwards, sync attachments, bridges and debuggers: read from the loop's
+        objects."""
         while True:
             for forwarder in loop.forwarders:
                 spec = forwarder.spec
@@ -168,6 +169,12 @@ class Dashboard:
                 self.hub.update("bridges", entry.workload, {
                     "mode": entry.mode, "port": entry.port, "command": " ".join(entry.command),
                     "running": bridge.local is not None, "served": bridge.served})  # fmt: skip
+            for workload, (_, debugger) in loop.debuggers.items():  # dev --debug
+                language = debugger.language.name if debugger.language else "?"
+                self.hub.update("debuggers", workload, {
+                    "language": language, "pod": debugger.pod or None,
+                    "address": f"127.0.0.1:{debugger.local_port}" if debugger.local_port else None,
+                    "ready": debugger.ready.is_set()})  # fmt: skip
             await asyncio.sleep(interval)
 
     async def _follow_cluster(self, session: Session, interval: float = 0.5) -> None:

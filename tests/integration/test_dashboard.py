@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -26,7 +27,12 @@ from kubeloop.kube import Kube
 from tests.integration.conftest import eventually
 from tests.integration.test_core_loop import copy_example
 
-SCREENSHOT = Path(__file__).parents[2] / "docs" / "dashboard.png"
+# The page as a test artifact (the README's docs/dashboard.png is one, copied by hand):
+# KUBELOOP_TEST_ARTIFACTS=docs writes it there; by default it goes to the temp folder, so a
+# test run does not change the checkout.
+ARTIFACTS = Path(os.environ.get("KUBELOOP_TEST_ARTIFACTS") or
+                 Path(tempfile.gettempdir()) / "kubeloop-test-artifacts")  # fmt: skip
+SCREENSHOT = ARTIFACTS / "dashboard.png"
 FORWARD_PORT = 18431
 
 
@@ -206,6 +212,7 @@ async def test_run_a_test_entry_from_the_page(dev: DevUnderUI) -> None:
     assert "passed" in await _text(page, '[data-row="test:unit"]')
     await page.locator("#logs").locator("text=/test.unit .*passed/").first.wait_for(timeout=10_000)
     await page.fill("#log-filter", "")  # the README's picture: every row, the buttons' results
+    SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(SCREENSHOT), full_page=True)
 
 

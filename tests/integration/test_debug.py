@@ -22,6 +22,7 @@ import pytest
 from kubeloop.agent import cluster_agent_image, go_arch
 from kubeloop.cluster import ClusterInfo, seed_base_image
 from kubeloop.config import SyncSpec
+from kubeloop.dashboard import Dashboard
 from kubeloop.debug import Debugger, DebugSpec
 from kubeloop.devloop.dev import DevLoop
 from kubeloop.devloop.session import open_session
@@ -488,6 +489,9 @@ async def test_dev_debug_runs_the_app_under_its_debugger_across_a_rebuild(
     session = await open_session(config, cluster=cluster_name)
     session.config.project.dev.cleanup = True
     loop = DevLoop(session, printer=lambda *_: None, debug=True)
+    dashboard = await Dashboard.open()  # its Debuggers rows, as the page shows them
+    dashboard.watch_session(session)
+    loop.attach_dashboard(dashboard)
     stop = asyncio.Event()
     task = asyncio.create_task(loop.run(stop))
 
@@ -516,7 +520,16 @@ async def test_dev_debug_runs_the_app_under_its_debugger_across_a_rebuild(
             return pod, local
 
         assert (await eventually(moved, 120, 0.5))[1] == port
+
+        def shown() -> dict[str, Any]:
+            row: dict[str, Any] = dashboard.hub.rows["debuggers"]["deployment/add"]
+            assert row["ready"] and row["pod"] != first_pod, row
+            return row
+
+        row = await eventually(shown, 10)
+        assert row["language"] == "python" and row["address"] == f"127.0.0.1:{port}"
     finally:
         stop.set()
         await asyncio.wait_for(task, 60)
+        await dashboard.close()
         await session.close()

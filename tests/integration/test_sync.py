@@ -236,7 +236,8 @@ async def test_process_restart_keeps_the_pod_and_reset_restores_it(
         path = f"/apis/apps/v1/namespaces/{namespace}/deployments/add"
         live = await kube.get(path)
         assert live is not None and ORIGINAL in live["metadata"]["annotations"]
-        (syncer,) = session.syncers()
+        # The app folder's rule (the add example syncs its tests too).
+        syncer = next(s for s in session.syncers() if s.rules[0].remote == "/app")
         stop = asyncio.Event()
         task = asyncio.create_task(syncer.run(stop))
 

@@ -119,6 +119,17 @@ const renderers = {
         el("td", {}, row.served)));
     }
   },
+  debuggers() {
+    const entries = Object.entries(rows.debuggers || {});
+    document.getElementById("debuggers-section").hidden = entries.length === 0;
+    const tbody = body("debuggers");
+    for (const [key, row] of entries.sort()) {
+      tbody.append(el("tr", {"data-row": `debugger:${key}`},
+        el("td", {}, key), el("td", {}, row.language),
+        el("td", {class: row.ready ? "ok" : "busy"}, row.ready ? row.address : "starting"),
+        el("td", {}, row.pod || "—")));
+    }
+  },
   tests() {
     const entries = Object.entries(rows.tests || {});
     document.getElementById("tests-section").hidden = entries.length === 0;

@@ -23,6 +23,9 @@ from kubeloop.paths import cache_dir
 from kubeloop.proc import run, run_streaming
 
 SUITE = "bookworm"
+# The new root's own PATH for commands run in it (the caller's may name folders that do
+# not exist there, and chroot looks a command up with it).
+ROOT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 @dataclass(frozen=True)
@@ -218,8 +221,8 @@ async def _apt_install(
     resolv = root / "etc" / "resolv.conf"
     resolv.unlink(missing_ok=True)
     shutil.copyfile("/etc/resolv.conf", resolv)  # apt inside resolves the mirror like the host
-    env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-           "LC_ALL": "C", "ROOT": str(root)}  # fmt: skip
+    env = {"DEBIAN_FRONTEND": "noninteractive", "PATH": ROOT_PATH, "LC_ALL": "C",
+           "ROOT": str(root)}  # fmt: skip
     # /proc inside the root is mounted in a private mount namespace: it goes away with
     # the command, so no path of it can outlive a failure or an interruption.
     script = ('mount -t proc proc "$ROOT/proc" && chroot "$ROOT" apt-get update -q && '
@@ -248,7 +251,8 @@ async def build_rootfs_layer(name: str, recipe: SeedRecipe, quiet: bool = False)
             if recipe.packages:
                 await _apt_install(root, recipe.packages, progress.detail)
             for command in recipe.fixups:
-                await run(["chroot", str(root), "sh", "-c", command])
+                await run(["chroot", str(root), "/bin/sh", "-c", command],
+                          env={"PATH": ROOT_PATH})  # fmt: skip
             await asyncio.to_thread(_remove_junk, root)
             progress.detail("packing the layer")
             # Tar and gzip of a few hundred MB: seconds of CPU, off the event loop.

@@ -48,6 +48,20 @@ def no_container_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[No
         yield
 
 
+@pytest.fixture(scope="module", autouse=True)
+async def builder_ready(no_container_engine: None, cluster: ClusterInfo, cluster_name: str) -> None:
+    """The cold work, outside the tests' time limit (a fixture's time is not counted): the
+    base images seeded, BuildKit compiled (minutes on a cold 2-core machine), the builder
+    image pushed and its pod running."""
+    for base in ("golang:1.19", "debian:bookworm-slim"):
+        await seed_base_image(base, cluster_name, quiet=True)
+    kube = await Kube.connect(cluster.kubeconfig, cluster.context)
+    try:
+        await ensure_builder(cluster, kube, quiet=True)
+    finally:
+        await kube.close()
+
+
 def in_cluster(folder: Path, image: str) -> None:
     config = folder / "kubeloop.yaml"
     text = config.read_text()
@@ -64,8 +78,6 @@ def reference(cluster: ClusterInfo, name: str) -> str:
 async def test_both_examples_build_in_the_cluster_and_answer(
     tmp_path: Path, namespace: str, kube: Kube, cluster: ClusterInfo, cluster_name: str
 ) -> None:
-    for base in ("golang:1.19", "debian:bookworm-slim"):
-        await seed_base_image(base, cluster_name, quiet=True)
     for name, image in (("add", "add"), ("goservice", "goservice")):
         folder = copy_example(name, tmp_path, namespace)
         in_cluster(folder, image)

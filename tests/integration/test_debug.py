@@ -24,6 +24,7 @@ from kubeloop.cluster import ClusterInfo, seed_base_image
 from kubeloop.config import SyncSpec
 from kubeloop.dashboard import Dashboard
 from kubeloop.debug import Debugger, DebugSpec
+from kubeloop.debug._payload import delve_binary
 from kubeloop.devloop.dev import DevLoop
 from kubeloop.devloop.session import open_session
 from kubeloop.errors import KubeloopError
@@ -223,6 +224,8 @@ async def distroless_go_image(cluster: ClusterInfo, folder: Path) -> str:
     return f"{cluster.registry_for_pods or cluster.registry}/kubeloop-test/goweb:{tag}"
 
 
+# Cold, its base image is made from Debian packages (the JRE: 2 min) or Delve built.
+@pytest.mark.timeout(600)
 async def test_go_in_a_distroless_image_stops_at_a_breakpoint_through_delve(
     kube: Kube, cluster: ClusterInfo, namespace: str, env: Env, tmp_path: Path
 ) -> None:
@@ -234,10 +237,11 @@ async def test_go_in_a_distroless_image_stops_at_a_breakpoint_through_delve(
     await run_supervised(kube, cluster, namespace, deployment, None)
     assert await eventually(lambda: get(env, namespace, 5), 60, 0.5) == '{"total": 45}'
 
+    await delve_binary(go_arch())  # built once (a minute or two cold), then cached
     debugger = Debugger(kube, cluster, DebugSpec("web", namespace, local_port=0))
     task = asyncio.create_task(debugger.run())
     try:
-        await asyncio.wait_for(debugger.ready.wait(), 180)  # Delve is built once, cached
+        await asyncio.wait_for(debugger.ready.wait(), 90)
         assert debugger.language is not None and debugger.language.name == "go"
         dap = await Dap.connect(debugger.local_port)
         try:
@@ -324,6 +328,8 @@ class Inspector:
                 return dict(data["params"])
 
 
+# Cold, its base image is made from Debian packages (the JRE: 2 min) or Delve built.
+@pytest.mark.timeout(600)
 async def test_node_stops_at_a_breakpoint_through_its_inspector(
     kube: Kube, cluster: ClusterInfo, cluster_name: str, namespace: str, env: Env
 ) -> None:
@@ -433,6 +439,8 @@ public class Server {
 JAVA_BREAK_LINE = 10  # byte[] body = ...: `total` is set by then
 
 
+# Cold, its base image is made from Debian packages (the JRE: 2 min) or Delve built.
+@pytest.mark.timeout(600)
 async def test_the_jvm_stops_at_a_breakpoint_through_jdwp(
     kube: Kube, cluster: ClusterInfo, cluster_name: str, namespace: str, env: Env, tmp_path: Path
 ) -> None:

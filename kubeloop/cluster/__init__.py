@@ -40,6 +40,7 @@ __all__ = [
     "delete_cluster",
     "get_cluster",
     "list_records",
+    "project_cluster",
     "provider_for",
     "routes_services_on_host",
     "seed_base_image",
@@ -124,6 +125,22 @@ def get_cluster(name: str = DEFAULT_NAME) -> ClusterInfo:
         raise KubeloopError(f"no cluster named '{name}' (known: {known})",
                             "create one: kubeloop cluster create")  # fmt: skip
     return info
+
+
+def project_cluster(name: str | None, context: str | None) -> ClusterInfo:
+    """The cluster a project command uses: the kubeloop cluster ``name`` when given, else
+    the one recorded for the project's kubeconfig ``context`` (or that context as an
+    existing cluster), else the ``kubeloop`` cluster."""
+    from kubeloop.paths import default_kubeconfig
+
+    if name:
+        return get_cluster(name)
+    if context:
+        for record in list_records():
+            if record.context == context:
+                return record
+        return ClusterInfo(context, "existing", str(default_kubeconfig()), context)
+    return get_cluster()
 
 
 async def delete_cluster(name: str = DEFAULT_NAME, quiet: bool = False) -> None:

@@ -14,8 +14,7 @@ from kubeloop import ui
 from kubeloop.build.artifacts import build_all, reference_of
 from kubeloop.cluster import (
     ClusterInfo,
-    get_cluster,
-    list_records,
+    project_cluster,
     routes_services_on_host,
     wait_services_routed,
 )
@@ -26,7 +25,6 @@ from kubeloop.deploy.tasks import all_of
 from kubeloop.deploy.timeline import Timeline
 from kubeloop.errors import KubeloopError
 from kubeloop.kube import Kube, label_selector
-from kubeloop.paths import default_kubeconfig
 from kubeloop.render import render
 from kubeloop.sync import Syncer, SyncRule
 from kubeloop.sync.attach import ensure_agent_image
@@ -254,19 +252,6 @@ class Session:
         await self.kube.close()
 
 
-def _cluster_for(config: LoadedConfig, cluster_name: str | None) -> ClusterInfo:
-    if cluster_name:
-        return get_cluster(cluster_name)
-    context = config.project.context
-    if context:
-        for record in list_records():
-            if record.context == context:
-                return record
-
-        return ClusterInfo(context, "existing", str(default_kubeconfig()), context)
-    return get_cluster()
-
-
 async def open_session(config_path: Path | None = None, environment: str | None = None,
                        cluster: str | None = None,
                        timeline: Timeline | None = None) -> Session:  # fmt: skip
@@ -276,7 +261,7 @@ async def open_session(config_path: Path | None = None, environment: str | None 
     timeline = timeline or Timeline()
     with timeline.phase("load the config"):
         config = load(config_path, environment)
-        info = _cluster_for(config, cluster)
+        info = project_cluster(cluster, config.project.context)
     with timeline.phase("connect to the API server"):
         kube = await Kube.connect(info.kubeconfig, info.context)
     return Session(config, info, kube, timeline=timeline)

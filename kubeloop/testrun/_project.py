@@ -16,7 +16,6 @@ from kubeloop.testrun._result import TestResult, worst
 from kubeloop.testrun._runner import OnLine, Target, run_tests
 
 if TYPE_CHECKING:
-    from kubeloop.cluster import ClusterInfo
     from kubeloop.devloop.session import Session
 
 COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "red")
@@ -87,23 +86,6 @@ def _write(line: str) -> None:
     sys.stderr.flush()
 
 
-def _cluster_for(config: LoadedConfig, name: str | None) -> ClusterInfo:
-    # As the session picks it (devloop.session), without loading the session's modules:
-    # an exec-only run stays a fast start.
-    from kubeloop.cluster import ClusterInfo, get_cluster, list_records
-    from kubeloop.paths import default_kubeconfig
-
-    if name:
-        return get_cluster(name)
-    context = config.project.context
-    if context:
-        for record in list_records():
-            if record.context == context:
-                return record
-        return ClusterInfo(context, "existing", str(default_kubeconfig()), context)
-    return get_cluster()
-
-
 async def run_project_tests(config_path: Path | None, environment: str | None,
                             cluster: str | None, names: list[str] | tuple[str, ...] = (), *,
                             keep: bool = False, env: dict[str, str] | None = None,
@@ -115,7 +97,9 @@ async def run_project_tests(config_path: Path | None, environment: str | None,
     entries = select(config, names)
     show = on_line or printer([e.name for e in entries])
     if all(e.in_ == "dev" for e in entries):
-        info = _cluster_for(config, cluster)
+        from kubeloop.cluster import project_cluster  # here: an exec-only run stays a fast start
+
+        info = project_cluster(cluster, config.project.context)
         target = Target(info.kubeconfig, info.context, config.project.namespace,
                         config.project.name)  # fmt: skip
         return await run_tests(entries, target, show, keep=keep, env=env, report_dir=report_dir)

@@ -26,6 +26,7 @@ from kubeloop.devloop.dev import DevLoop
 from kubeloop.kube import Kube
 from kubeloop.proc import run
 from tests.integration.conftest import eventually
+from tests.integration.test_core_loop import get_json
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
@@ -82,13 +83,6 @@ async def _start(example: str, tmp: Path, local_port: int, host_port: int,
         shutil.rmtree(Path(VOLUME_ROOT) / project, ignore_errors=True)
 
 
-async def _get(url: str) -> dict[str, object]:
-    async with httpx.AsyncClient(timeout=5) as client:
-        reply = await client.get(url)
-    reply.raise_for_status()
-    return dict(reply.json())
-
-
 async def _post(url: str, body: str) -> None:
     async with httpx.AsyncClient(timeout=5) as client:
         (await client.post(url, content=body)).raise_for_status()
@@ -135,7 +129,7 @@ async def _edit_is_live(running: Running, source: str, app: str) -> None:
     path.write_text(path.read_text().replace('GREETING = "', f'GREETING = "{marker}-'))
 
     async def edited() -> bool:
-        reply = await _get(running.url + "/")
+        reply = await get_json(running.url + "/")
         assert str(reply["app"]).startswith(marker), reply
         return True
 
@@ -155,7 +149,7 @@ async def test_todo_app_writes_to_the_primary_and_reads_from_the_replica(todo: R
     await _post(todo.url + "/todos", "buy milk")
 
     async def replicated() -> bool:
-        reply = await _get(todo.url + "/todos")
+        reply = await get_json(todo.url + "/todos")
         assert reply["todos"] == ["buy milk"], reply
         return True
 
@@ -181,7 +175,7 @@ async def test_notes_web_and_worker_start_after_a_healthy_database(notes: Runnin
     await _post(notes.url + "/notes", "three little words")
 
     async def counted() -> list[object]:
-        reply = await _get(notes.url + "/notes")
+        reply = await get_json(notes.url + "/notes")
         assert reply["notes"] == [{"id": 1, "body": "three little words", "words": 3}], reply
         return list(reply["notes"])  # type: ignore[call-overload]
 
@@ -211,7 +205,7 @@ async def test_notes_database_keeps_its_data_across_a_pod_restart(notes: Running
     await eventually(new_db_ready, 120, 0.5)
 
     async def still_there() -> bool:
-        bodies = [n["body"] for n in (await _get(notes.url + "/notes"))["notes"]]  # type: ignore[attr-defined]
+        bodies = [n["body"] for n in (await get_json(notes.url + "/notes"))["notes"]]  # type: ignore[attr-defined]
         assert "kept" in bodies, bodies
         return True
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -107,6 +108,21 @@ async def app(kube: Kube, cluster: ClusterInfo, namespace: str) -> AsyncIterator
     yield namespace
 
 
+@contextlib.asynccontextmanager
+async def debugging(kube: Kube, cluster: ClusterInfo, spec: DebugSpec) -> AsyncIterator[Debugger]:
+    """`kubeloop debug` as the command runs it (until Ctrl-C), once its debugger answers;
+    cancelled on the way out, which undoes it."""
+    debugger = Debugger(kube, cluster, spec)
+    task = asyncio.create_task(debugger.run())
+    try:
+        await asyncio.wait_for(debugger.ready.wait(), 90)
+        yield debugger
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
 async def get(env: Env, namespace: str, timeout: float = 60) -> str:
     script = ("import urllib.request; print(urllib.request.urlopen('http://web/', "
               f"timeout={timeout}).read().decode())")  # fmt: skip
@@ -117,10 +133,7 @@ async def get(env: Env, namespace: str, timeout: float = 60) -> str:
 async def test_a_breakpoint_in_the_handler_stops_a_request_from_the_cluster(
     kube: Kube, cluster: ClusterInfo, app: str, env: Env
 ) -> None:
-    debugger = Debugger(kube, cluster, DebugSpec("web", app, local_port=0))
-    task = asyncio.create_task(debugger.run())
-    try:
-        await asyncio.wait_for(debugger.ready.wait(), 90)
+    async with debugging(kube, cluster, DebugSpec("web", app, local_port=0)) as debugger:
         dap = await Dap.connect(debugger.local_port)
         try:
             await dap.request("initialize", adapterID="debugpy", clientID="kubeloop-test",
@@ -149,10 +162,6 @@ async def test_a_breakpoint_in_the_handler_stops_a_request_from_the_cluster(
             assert await asyncio.wait_for(request, 30) == '{"total": 45}'
         finally:
             await dap.close()
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
     # Ended: the debugger is gone from the pod and the app runs on without it.
     listing = await kubectl(env, "exec", "-n", app, "deploy/web", "-c", "web", "--", "ls", "/tmp")
     assert "kubeloop-debug" not in listing or "python" not in await kubectl(
@@ -238,10 +247,7 @@ async def test_go_in_a_distroless_image_stops_at_a_breakpoint_through_delve(
     assert await eventually(lambda: get(env, namespace, 5), 60, 0.5) == '{"total": 45}'
 
     await delve_binary(go_arch())  # built once (a minute or two cold), then cached
-    debugger = Debugger(kube, cluster, DebugSpec("web", namespace, local_port=0))
-    task = asyncio.create_task(debugger.run())
-    try:
-        await asyncio.wait_for(debugger.ready.wait(), 90)
+    async with debugging(kube, cluster, DebugSpec("web", namespace, local_port=0)) as debugger:
         assert debugger.language is not None and debugger.language.name == "go"
         dap = await Dap.connect(debugger.local_port)
         try:
@@ -277,10 +283,6 @@ async def test_go_in_a_distroless_image_stops_at_a_breakpoint_through_delve(
             assert await asyncio.wait_for(request, 30) == '{"total": 45}'
         finally:
             await dap.close()
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
     # Ended: the app runs on without Delve.
     assert await eventually(lambda: get(env, namespace, 5), 30, 0.5) == '{"total": 45}'
 
@@ -340,10 +342,7 @@ async def test_node_stops_at_a_breakpoint_through_its_inspector(
     await run_supervised(kube, cluster, namespace, deployment, {"server.js": NODE_SERVER})
     assert await eventually(lambda: get(env, namespace, 5), 60, 0.5) == '{"total":45}'
 
-    debugger = Debugger(kube, cluster, DebugSpec("web", namespace, local_port=0))
-    task = asyncio.create_task(debugger.run())
-    try:
-        await asyncio.wait_for(debugger.ready.wait(), 90)
+    async with debugging(kube, cluster, DebugSpec("web", namespace, local_port=0)) as debugger:
         assert debugger.language is not None and debugger.language.name == "node"
         async with aiohttp.ClientSession() as http:
             base = f"127.0.0.1:{debugger.local_port}"
@@ -375,10 +374,6 @@ async def test_node_stops_at_a_breakpoint_through_its_inspector(
                 await inspector.call("Debugger.resume")
                 assert await asyncio.wait_for(request, 30) == '{"total":45}'
                 inspector.task.cancel()
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
     assert await eventually(lambda: get(env, namespace, 5), 30, 0.5) == '{"total":45}'
 
 
@@ -457,10 +452,7 @@ async def test_the_jvm_stops_at_a_breakpoint_through_jdwp(
     await run_supervised(kube, cluster, namespace, deployment, None)
     assert await eventually(lambda: get(env, namespace, 5), 60, 0.5) == '{"total": 45}'
 
-    debugger = Debugger(kube, cluster, DebugSpec("web", namespace, local_port=0))
-    task = asyncio.create_task(debugger.run())
-    try:
-        await asyncio.wait_for(debugger.ready.wait(), 90)
+    async with debugging(kube, cluster, DebugSpec("web", namespace, local_port=0)) as debugger:
         assert debugger.language is not None and debugger.language.name == "jvm"
         # The JDWP agent listens before main() runs: once the app answers, Server is loaded.
         assert await eventually(lambda: get(env, namespace, 5), 60, 0.5) == '{"total": 45}'
@@ -479,10 +471,6 @@ async def test_the_jvm_stops_at_a_breakpoint_through_jdwp(
             assert await asyncio.wait_for(request, 30) == '{"total": 45}'
         finally:
             await jdwp.close()
-    finally:
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
     assert await eventually(lambda: get(env, namespace, 5), 30, 0.5) == '{"total": 45}'
 
 

@@ -27,9 +27,13 @@ from kubeloop.testrun import TestResult, run_project_tests
 from tests.integration.conftest import Env, eventually, kubectl
 from tests.integration.test_core_loop import copy_example
 
+# As examples/add's: the unit entry writes no bytecode. A same-size edit synced in the
+# same second as the run before would otherwise find pytest's cached .pyc still "fresh"
+# (Python checks the source's size and whole-second mtime) and run the old test.
 ENTRIES = """
 test:
   - {name: unit, workload: add, on: sync, junit: /tmp/junit-unit.xml,
+     env: {PYTHONDONTWRITEBYTECODE: "1"},
      command: [pytest-3, -q, -p, no:cacheprovider, /tests, --junitxml=/tmp/junit-unit.xml]}
   - {name: lint, workload: add, command: [pyflakes3, /app, /tests]}
   - {name: fail, workload: add, command: [python3, -c, "import sys; print('bad'); sys.exit(3)"]}

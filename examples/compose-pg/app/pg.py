@@ -69,5 +69,10 @@ def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-SCHEMA = ("CREATE TABLE IF NOT EXISTS notes (id serial PRIMARY KEY, body text NOT NULL, "
+# Web and worker both create the table when they start. Two concurrent CREATE TABLE IF
+# NOT EXISTS can both miss the table and one fails ("duplicate key value violates unique
+# constraint pg_type_typname_nsp_index"): a lock held to the end of this one-query
+# transaction makes them take turns.
+SCHEMA = ("SELECT pg_advisory_xact_lock(7001); "
+          "CREATE TABLE IF NOT EXISTS notes (id serial PRIMARY KEY, body text NOT NULL, "
           "words integer)")  # fmt: skip
